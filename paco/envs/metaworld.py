@@ -1,0 +1,92 @@
+"""Meta-World multi-task suites (MT10, MT50, any list of tasks) as one vector env, one sub-env per task.
+
+Each sub-env is built by `metaworld.make_mt_envs` with its own seed (seed + task index), so sub-envs draw
+their goals independently (one `gymnasium.make_vec` call would give every sub-env the same seed, and all
+tasks would pick the same goal index on each reset). Observations are the 39-d Meta-World state: the task
+id is not appended here, it travels as the row index.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+
+from paco.envs.base import Transition
+
+
+def suite_task_names(suite: str) -> tuple[str, ...]:
+    """Meta-World task names of a suite: 'MT10', 'MT50', or comma-separated names ('reach,push')."""
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS, MT10_V3, MT50_V3
+
+    if suite.upper() == "MT10":
+        return tuple(MT10_V3)
+    if suite.upper() == "MT50":
+        return tuple(MT50_V3)
+    names = tuple(n.strip() if n.strip().endswith("-v3") else f"{n.strip()}-v3" for n in suite.split(","))
+    unknown = [n for n in names if n not in ALL_V3_ENVIRONMENTS]
+    if unknown or not names:
+        raise ValueError(f"unknown Meta-World task {', '.join(unknown) or repr(suite)}; "
+                         f"known: MT10, MT50, or names such as reach, push, peg-insert-side")
+    if len(set(names)) != len(names):
+        raise ValueError(f"task listed twice in {suite!r}")
+    return names
+
+
+def _make_subenv(task_name: str, seed: int, max_episode_steps: int, reward_version: str) -> gym.Env:
+    import metaworld
+
+    return metaworld.make_mt_envs(task_name, seed=seed, max_episode_steps=max_episode_steps,
+                                  reward_function_version=reward_version, terminate_on_success=False)
+
+
+class MetaWorldMultiTask:
+    """One Meta-World sub-env per task, stepped synchronously, in the trainer's interface."""
+
+    def __init__(self, task_names: tuple[str, ...], seed: int = 0, max_episode_steps: int = 150,
+                 random_goals: bool = True, reward_version: str = "v2"):
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        self.task_names = tuple(task_names)
+        self.max_episode_steps = max_episode_steps
+        self.random_goals = random_goals
+        self.vector = gym.vector.SyncVectorEnv(
+            [partial(_make_subenv, name, seed + i, max_episode_steps, reward_version)
+             for i, name in enumerate(self.task_names)],
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        )
+        self.obs_dim = int(self.vector.single_observation_space.shape[0])
+        self.action_dim = int(self.vector.single_action_space.shape[0])
+        if not random_goals:
+            # Draw each task's goal once (from its own seeded generator), then keep it.
+            self.vector.call("sample_tasks")
+            self.vector.call("toggle_sample_tasks_on_reset", False)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_names)
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self.vector.reset()
+        return obs.astype(np.float32)
+
+    def step(self, actions: np.ndarray) -> Transition:
+        obs, reward, terminated, truncated, info = self.vector.step(np.asarray(actions, np.float64))
+        done = terminated | truncated
+        # Sub-envs that just reset report no step info; theirs is in final_info.
+        success = np.asarray(info.get("success", np.zeros(self.num_tasks)), dtype=float) > 0
+        final_obs = obs.copy()
+        if done.any():
+            final = info["final_info"]
+            final_obs[done] = np.stack(info["final_obs"][done])
+            success[done] = np.asarray(final["success"], dtype=float)[done] > 0
+        return Transition(obs.astype(np.float32), reward.astype(np.float32), terminated, truncated,
+                          success, final_obs.astype(np.float32))
+
+    def goals(self) -> np.ndarray:
+        """The current goal of every sub-env (for checks and visualisation)."""
+        return np.stack(self.vector.get_attr("_target_pos"))
+
+    def close(self) -> None:
+        self.vector.close()

@@ -1,0 +1,143 @@
+"""Multi-task SAC: per-task losses (one value per task) and the whole update as one jitted function.
+
+Batches are grouped by task: every array is (T, B, ...), row τ holding task τ's samples, so the task id
+is the group index and never has to be sliced off an observation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from paco import stability
+from paco.config import Config, SACConfig
+from paco.methods import Networks
+from paco.nets import sample_tanh_gaussian
+
+
+class Batch(NamedTuple):
+    obs: jax.Array  # (T, B, obs_dim)
+    action: jax.Array  # (T, B, action_dim)
+    reward: jax.Array  # (T, B)
+    next_obs: jax.Array  # (T, B, obs_dim)
+    terminated: jax.Array  # (T, B): true terminations only; time-limit truncations bootstrap
+
+
+class TaskLosses(NamedTuple):
+    """Each field is a vector of T: one value per task."""
+
+    critic: jax.Array
+    actor: jax.Array
+    alpha: jax.Array
+    entropy: jax.Array
+    q: jax.Array
+
+
+class TrainState(flax.struct.PyTreeNode):
+    params: dict  # actor, critic (twin, stacked), w (T, K), log_alpha (T,)
+    target_critic: Any
+    opt_state: Any
+    key: jax.Array
+    updates: jax.Array
+
+
+def td_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
+    """r + γ (1 - terminated) (min_i Q'_i(s', a') - α log π(a'|s')); alpha is per task (T,)."""
+    soft_value = next_q - alpha[:, None] * next_log_prob
+    return reward + gamma * (1.0 - terminated) * soft_value
+
+
+def make_losses(networks: Networks, config: SACConfig) -> Callable[..., TaskLosses]:
+    target_entropy = networks.action_dim * config.target_entropy_per_action_dim
+    onehot = networks.onehot()
+
+    def losses(params: dict, target_critic: Any, batch: Batch, key: jax.Array) -> TaskLosses:
+        k_next, k_pi = jax.random.split(key)
+        w = networks.task_vectors(params["w"])
+        alpha = jax.lax.stop_gradient(jnp.exp(params["log_alpha"]))
+        frozen_actor, frozen_critic, frozen_w = jax.lax.stop_gradient((params["actor"], params["critic"], w))
+
+        # Critics: regress both onto the soft TD target of the target critics (which read the live w).
+        next_mean, next_log_std = networks.actor_distribution(frozen_actor, frozen_w, batch.next_obs, onehot)
+        next_action, next_log_prob = sample_tanh_gaussian(k_next, next_mean, next_log_std)
+        next_q = networks.q_values(target_critic, frozen_w, batch.next_obs, onehot, next_action).min(0)
+        target = jax.lax.stop_gradient(
+            td_target(batch.reward, batch.terminated, next_q, next_log_prob, alpha, config.gamma))
+        q = networks.q_values(params["critic"], w, batch.obs, onehot, batch.action)
+        critic_loss = jnp.mean((q - target) ** 2, axis=-1).sum(0)
+
+        # Actor: trains the actor's parameters and w through the actor; the critics are held fixed.
+        mean, log_std = networks.actor_distribution(params["actor"], w, batch.obs, onehot)
+        action, log_prob = sample_tanh_gaussian(k_pi, mean, log_std)
+        q_pi = networks.q_values(frozen_critic, frozen_w, batch.obs, onehot, action).min(0)
+        actor_loss = jnp.mean(alpha[:, None] * log_prob - q_pi, axis=-1)
+
+        # Temperatures: one per task, towards the target entropy.
+        alpha_loss = -params["log_alpha"] * jnp.mean(jax.lax.stop_gradient(log_prob) + target_entropy, axis=-1)
+        return TaskLosses(critic_loss, actor_loss, alpha_loss, -jnp.mean(log_prob, -1), jnp.mean(q, (0, 2)))
+
+    return losses
+
+
+def make_optimizer(config: SACConfig, networks: Networks) -> optax.GradientTransformation:
+    """Adam per parameter group; w is frozen for methods whose w is fixed (MT-SAC, multi-head, single-task)."""
+    adam = {"actor": optax.adam(config.actor_lr), "critic": optax.adam(config.critic_lr),
+            "w": optax.adam(config.w_lr), "log_alpha": optax.adam(config.alpha_lr), "frozen": optax.set_to_zero()}
+    labels = {"actor": "actor", "critic": "critic", "log_alpha": "log_alpha",
+              "w": "w" if networks.arch.w_trainable else "frozen"}
+    return optax.multi_transform(adam, labels)
+
+
+def init_state(networks: Networks, config: SACConfig, key: jax.Array) -> TrainState:
+    k_init, k_state = jax.random.split(key)
+    params = networks.init(k_init)
+    params["log_alpha"] = jnp.full((networks.num_tasks,), config.log_alpha_init)
+    optimizer = make_optimizer(config, networks)
+    return TrainState(params, params["critic"], optimizer.init(params), k_state, jnp.zeros((), jnp.int32))
+
+
+def make_update(networks: Networks, config: Config) -> Callable:
+    """One jitted step: losses of all tasks, maskout, one Adam step on everything, Polyak, w-reset.
+
+    Returns `update(state, batch) -> (state, policy_weights, metrics)`; `policy_weights` is the actor
+    composed for every task from the new parameters, which is all acting needs until the next update.
+    """
+    sac, stab = config.sac, config.stability
+    losses_fn = make_losses(networks, sac)
+    optimizer = make_optimizer(sac, networks)
+    reset_w = stab.mode == "reset" and networks.arch.w_trainable
+
+    def total_loss(params, target_critic, batch, key):
+        losses = losses_fn(params, target_critic, batch, key)
+        per_task = losses.critic + losses.actor + losses.alpha
+        healthy = stability.healthy_tasks(jax.lax.stop_gradient(per_task), stab.loss_threshold, stab.mode)
+        return jnp.sum(jnp.where(healthy, per_task, 0.0)), (losses, per_task, healthy)
+
+    @jax.jit
+    def update(state: TrainState, batch: Batch):
+        key, k_loss, k_reset = jax.random.split(state.key, 3)
+        grads, (losses, per_task, healthy) = jax.grad(total_loss, has_aux=True)(
+            state.params, state.target_critic, batch, k_loss)
+        # A non-finite gradient never reaches the parameters: the step is skipped and reported.
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        params["log_alpha"] = jnp.clip(params["log_alpha"], sac.log_alpha_min, sac.log_alpha_max)
+        target_critic = optax.incremental_update(params["critic"], state.target_critic, sac.tau)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
+        target_critic = keep(target_critic, state.target_critic)
+        if reset_w:
+            params["w"] = stability.reset_exploded_w(params["w"], healthy, k_reset, stab.reset_weights)
+        new_state = TrainState(params, target_critic, opt_state, key, state.updates + 1)
+        metrics = {"loss/critic": losses.critic, "loss/actor": losses.actor, "loss/alpha": losses.alpha,
+                   "loss/task": per_task, "alpha": jnp.exp(params["log_alpha"]), "entropy": losses.entropy,
+                   "q": losses.q, "healthy": healthy, "finite_grad": finite}
+        policy = networks.policy_weights(params["actor"], networks.task_vectors(params["w"]))
+        return new_state, policy, metrics
+
+    return update
