@@ -112,8 +112,12 @@ def make_update(networks: Networks, config: Config) -> Callable:
     reset_w = stab.mode == "reset" and networks.arch.w_trainable
 
     def total_loss(params, target_critic, batch, key):
-        losses = losses_fn(params, target_critic, batch, key)
-        per_task = losses.critic + losses.actor + losses.alpha
+        # A task whose samples hold NaN/Inf is evaluated on zeros instead, so that the zero weight maskout
+        # gives it cannot turn into 0 * NaN in the backward pass; its reported loss stays non-finite.
+        finite_data = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), -1) for x in batch]), 0)
+        safe = Batch(*(jnp.where(finite_data.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0) for x in batch))
+        losses = losses_fn(params, target_critic, safe, key)
+        per_task = jnp.where(finite_data, losses.critic + losses.actor + losses.alpha, jnp.nan)
         healthy = stability.healthy_tasks(jax.lax.stop_gradient(per_task), stab.loss_threshold, stab.mode)
         return jnp.sum(jnp.where(healthy, per_task, 0.0)), (losses, per_task, healthy)
 

@@ -127,13 +127,14 @@ class Trainer:
         if not metrics["finite_grad"]:
             self.logger.event({"event": "nonfinite_grad", "env_steps": self.env_steps,
                                "update": int(self.state.updates)})
-        if self.config.stability.mode != "vanilla":
-            for task in np.flatnonzero(~metrics["healthy"]):
-                event = "reset" if self.config.stability.mode == "reset" and self.networks.arch.w_trainable \
-                    else "maskout"
-                self.logger.event({"event": event, "env_steps": self.env_steps, "update": int(self.state.updates),
-                                   "task": int(task), "task_name": self.task_names[task],
-                                   "loss": float(metrics["loss/task"][task])})
+        mode = self.config.stability.mode
+        event = {"vanilla": "nonfinite_loss", "maskout": "maskout"}.get(mode, "reset")
+        if event == "reset" and not self.networks.arch.w_trainable:
+            event = "maskout"
+        for task in np.flatnonzero(~metrics["healthy"] | ~np.isfinite(metrics["loss/task"])):
+            self.logger.event({"event": event, "env_steps": self.env_steps, "update": int(self.state.updates),
+                               "task": int(task), "task_name": self.task_names[task],
+                               "loss": float(metrics["loss/task"][task])})
 
     def log_train(self, steps_per_second: float) -> None:
         record = {"env_steps": self.env_steps, "updates": int(self.state.updates),
