@@ -3,12 +3,12 @@
 Each sub-env is built by `metaworld.make_mt_envs` with its own seed (seed + task index), so sub-envs draw
 their goals independently (one `gymnasium.make_vec` call would give every sub-env the same seed, and all
 tasks would pick the same goal index on each reset). Observations are the 39-d Meta-World state: the task
-id is not appended here, it travels as the row index.
+id is not appended here, it travels as the row index. `make_scoring_vector_env` builds the same suite with
+the one-hot appended, for Meta-World's own scorer.
 """
 
 from __future__ import annotations
 
-import os
 from functools import partial
 
 import gymnasium as gym
@@ -35,11 +35,33 @@ def suite_task_names(suite: str) -> tuple[str, ...]:
     return names
 
 
-def _make_subenv(task_name: str, seed: int, max_episode_steps: int, reward_version: str) -> gym.Env:
+def _make_subenv(task_name: str, seed: int, max_episode_steps: int, reward_version: str, **extra) -> gym.Env:
     import metaworld
 
     return metaworld.make_mt_envs(task_name, seed=seed, max_episode_steps=max_episode_steps,
-                                  reward_function_version=reward_version, terminate_on_success=False)
+                                  reward_function_version=reward_version, terminate_on_success=False, **extra)
+
+
+def _keep_goals(vector: gym.vector.VectorEnv) -> None:
+    """Fixed goals: draw each task's goal once (from its own seeded generator), then keep it."""
+    vector.call("sample_tasks")
+    vector.call("toggle_sample_tasks_on_reset", False)
+
+
+def make_scoring_vector_env(task_names: tuple[str, ...], seed: int = 0, max_episode_steps: int = 150,
+                            random_goals: bool = True, reward_version: str = "v2") -> gym.vector.SyncVectorEnv:
+    """The suite as `MetaWorldMultiTask` builds it, but as the bare gymnasium vector env with the task one-hot
+    appended (`use_one_hot=True`): what `metaworld.evaluation.evaluation` scores an agent on."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    vector = gym.vector.SyncVectorEnv(
+        [partial(_make_subenv, name, seed + i, max_episode_steps, reward_version, use_one_hot=True,
+                 env_id=i, num_tasks=len(task_names))
+         for i, name in enumerate(task_names)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    if not random_goals:
+        _keep_goals(vector)
+    return vector
 
 
 class MetaWorldMultiTask:
@@ -47,7 +69,6 @@ class MetaWorldMultiTask:
 
     def __init__(self, task_names: tuple[str, ...], seed: int = 0, max_episode_steps: int = 150,
                  random_goals: bool = True, reward_version: str = "v2"):
-        os.environ.setdefault("MUJOCO_GL", "egl")
         self.task_names = tuple(task_names)
         self.max_episode_steps = max_episode_steps
         self.random_goals = random_goals
@@ -59,9 +80,7 @@ class MetaWorldMultiTask:
         self.obs_dim = int(self.vector.single_observation_space.shape[0])
         self.action_dim = int(self.vector.single_action_space.shape[0])
         if not random_goals:
-            # Draw each task's goal once (from its own seeded generator), then keep it.
-            self.vector.call("sample_tasks")
-            self.vector.call("toggle_sample_tasks_on_reset", False)
+            _keep_goals(self.vector)
 
     @property
     def num_tasks(self) -> int:
