@@ -52,7 +52,6 @@ def make_scoring_vector_env(task_names: tuple[str, ...], seed: int = 0, max_epis
                             random_goals: bool = True, reward_version: str = "v2") -> gym.vector.SyncVectorEnv:
     """The suite as `MetaWorldMultiTask` builds it, but as the bare gymnasium vector env with the task one-hot
     appended (`use_one_hot=True`): what `metaworld.evaluation.evaluation` scores an agent on."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
     vector = gym.vector.SyncVectorEnv(
         [partial(_make_subenv, name, seed + i, max_episode_steps, reward_version, use_one_hot=True,
                  env_id=i, num_tasks=len(task_names))
