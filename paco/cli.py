@@ -1,4 +1,4 @@
-"""The `paco` command: `paco train --preset NAME [...]`, `paco presets`."""
+"""The `paco` command: `paco train --preset NAME [...]`, `paco presets`, `paco evaluate RUN_DIR [...]`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ commands:
   train --preset NAME [--seed S] [--out DIR] [--total-steps N] [--SECTION.FIELD VALUE ...]
                  train a preset; `paco train --preset NAME --help` lists every config field
   presets        list the presets, one line each
+  evaluate RUN_DIR [--episodes N] [--protocol paco|metaworld] [--checkpoint STEP]
+                 score a saved agent on its run's suite; writes RUN_DIR/eval-<protocol>-<step>.json
 """
 
 
@@ -45,6 +47,25 @@ def list_presets() -> None:
         print(f"{name:<{width}}  {doc}")
 
 
+def evaluate(args: list[str]) -> None:
+    from paco.checkpoint import CheckpointError
+    from paco.evaluation import PROTOCOLS, score_run, success_table
+
+    parser = argparse.ArgumentParser(prog="paco evaluate", description="Score a saved agent on its run's suite.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--episodes", type=int, help="episodes per task (default: the run's train.eval_episodes)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="paco")
+    parser.add_argument("--checkpoint", type=int, help="checkpoint step (default: the newest good one)")
+    options = parser.parse_args(args)
+    try:
+        result, path = score_run(options.run_dir, options.episodes, options.protocol, options.checkpoint)
+    except (CheckpointError, ValueError) as error:
+        raise UsageError(str(error)) from error
+    print(f"{options.protocol} protocol, checkpoint step {result['step']}, {result['episodes']} episodes per task")
+    print(success_table(result["success"]))
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
@@ -61,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = run_directory(config)
             print(f"run directory: {run_dir}")
             train(config, run_dir)
+        elif command == "evaluate":
+            evaluate(rest)
         else:
-            raise UsageError(f"unknown command {command!r}; commands: train, presets")
+            raise UsageError(f"unknown command {command!r}; commands: train, presets, evaluate")
     except UsageError as error:
         print(f"paco: error: {error}", file=sys.stderr)
         return 2
