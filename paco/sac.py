@@ -95,7 +95,8 @@ def make_optimizer(config: SACConfig, networks: Networks) -> optax.GradientTrans
 def init_state(networks: Networks, config: SACConfig, key: jax.Array) -> TrainState:
     k_init, k_state = jax.random.split(key)
     params = networks.init(k_init)
-    params["log_alpha"] = jnp.full((networks.num_tasks,), config.log_alpha_init)
+    # float32, not weakly typed: otherwise the first updates change the state's types and recompile.
+    params["log_alpha"] = jnp.full((networks.num_tasks,), config.log_alpha_init, jnp.float32)
     optimizer = make_optimizer(config, networks)
     return TrainState(params, params["critic"], optimizer.init(params), k_state, jnp.zeros((), jnp.int32))
 
