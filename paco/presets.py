@@ -82,7 +82,7 @@ _SMALL_PRESETS: dict[str, tuple[str, Config]] = {
                       env={"suite": "reach,drawer-close,button-press-topdown,window-close"},
                       network={"hidden": (256, 256)},
                       sac={"batch_per_task": 64},
-                      train={"total_env_steps": 120_000, "warmup_env_steps": 6_000,
+                      train={"total_env_steps": 160_000, "warmup_env_steps": 6_000, "updates_per_vector_step": 2,
                              "eval_every_env_steps": 40_000, "log_every_env_steps": 8_000,
                              "replay_capacity_per_task": 100_000})),
 }
