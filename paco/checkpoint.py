@@ -144,6 +144,10 @@ def _remove(path: Path) -> None:
     shutil.rmtree(trash)
 
 
+def remove(run_dir, step: int) -> None:
+    _remove(directory(run_dir) / step_name(step))
+
+
 def save(run_dir, snapshot: Snapshot, keep: int) -> Path:
     """Write `snapshot` atomically as step_<step>, then keep only the newest `keep` checkpoints."""
     root = directory(run_dir)

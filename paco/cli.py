@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import io
+import re
 import sys
 from pathlib import Path
 
 import tyro
 
+from paco import config as config_lib
 from paco import presets
 from paco.config import Config
 
 USAGE = """usage: paco COMMAND [options]
 
 commands:
-  train --preset NAME [--seed S] [--out DIR] [--total-steps N] [--SECTION.FIELD VALUE ...]
-                 train a preset; `paco train --preset NAME --help` lists every config field
+  train --preset NAME [--seed S] [--out DIR] [--total-steps N] [--overwrite] [--SECTION.FIELD VALUE ...]
+                 train a preset; `paco train --preset NAME --help` lists every config field;
+                 --overwrite replaces a run already in the output directory
+  train --resume RUN_DIR
+                 continue a run from its newest good checkpoint, with the config it was started with
   presets        list the presets, one line each
   evaluate RUN_DIR [--episodes N] [--protocol paco|metaworld] [--checkpoint STEP]
                  score a saved agent on its run's suite; writes RUN_DIR/eval-<protocol>-<step>.json
@@ -26,15 +34,96 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line on stderr, exit code 2."""
 
 
-def parse_train_args(args: list[str]) -> Config:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", default="cpu-quick")
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _one_line(box: str) -> str:
+    """The message inside tyro's error box, on one line (its help excerpt left out)."""
+    lines = [line.strip().strip("│╭╮╰╯").strip() for line in box.strip().splitlines()[1:]]
+    message = []
+    for line in lines:
+        if line and set(line) <= set("─ "):
+            break
+        message.append(line)
+    return re.sub(r"\s+", " ", " ".join(message)).strip() or "invalid arguments"
+
+
+def _tyro_cli(default: Config, args: list[str], prog: str, description: str) -> Config:
+    """tyro.cli with its multi-line error box turned into one UsageError line."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(Config, default=default, args=args, prog=prog, description=description)
+    except SystemExit as exit:
+        if exit.code:
+            raise UsageError(_one_line(captured.getvalue())) from None
+        sys.stderr.write(captured.getvalue())
+        raise
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRequest:
+    config: Config
+    run_dir: Path
+    resume: bool
+
+
+def _differences(a: Config, b: Config) -> list[str]:
+    """Settings that differ between two configs, as 'section.field: a != b' (output path and progress bar aside)."""
+    flat = lambda c: {f"{s}.{k}" if isinstance(v, dict) else s: v  # noqa: E731
+                      for s, section in config_lib.to_dict(c).items()
+                      for k, v in (section.items() if isinstance(section, dict) else [(None, section)])}
+    fa, fb = flat(a), flat(b)
+    return [f"{k}: {fa[k]!r} != {fb[k]!r}" for k in fa if fa[k] != fb[k] and k not in ("out", "train.progress")]
+
+
+def parse_train_args(args: list[str]) -> TrainRequest:
+    """Config and run directory of `paco train`; everything is checked before anything is written."""
+    from paco import checkpoint
+
+    pre = _Parser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--preset")
+    pre.add_argument("--resume", type=Path)
+    pre.add_argument("--overwrite", action="store_true")
     known, rest = pre.parse_known_args(args)
-    if known.preset not in presets.PRESETS:
+    if known.preset is not None and known.preset not in presets.PRESETS:
         raise UsageError(f"unknown preset {known.preset!r}; `paco presets` lists them")
-    default = presets.get(known.preset)
-    return tyro.cli(Config, default=default, args=rest, prog=f"paco train --preset {known.preset}",
-                    description=presets.PRESETS[known.preset][0])
+    if known.resume is not None:
+        try:
+            saved = checkpoint.read_config(known.resume)
+        except checkpoint.CheckpointError as error:
+            raise UsageError(f"cannot resume: {error}") from None
+        default = presets.get(known.preset) if known.preset else saved
+        name = known.preset or saved.preset or "custom"
+        config = _tyro_cli(default, rest, f"paco train --resume {known.resume}", presets.PRESETS.get(name, ("",))[0])
+        differences = _differences(config, saved)
+        if differences:
+            raise UsageError(f"cannot resume {known.resume}: its config differs from the one given "
+                             f"({'; '.join(differences)})")
+        config = dataclasses.replace(saved, out=str(known.resume))
+    else:
+        name = known.preset or "cpu-quick"
+        config = _tyro_cli(presets.get(name), rest, f"paco train --preset {name}", presets.PRESETS[name][0])
+    try:
+        config_lib.validate(config)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    run_dir = run_directory(config)
+    if known.resume is not None:
+        try:
+            checkpoint.newest_step(run_dir)
+        except checkpoint.CheckpointError as error:
+            raise UsageError(f"cannot resume: {error}") from None
+    elif holds_run(run_dir) and not known.overwrite:
+        raise UsageError(f"{run_dir} holds another run; continue it with --resume {run_dir} or replace it with "
+                         f"--overwrite")
+    return TrainRequest(config, run_dir, known.resume is not None)
+
+
+def holds_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in ("config.json", "metrics.jsonl", "checkpoints"))
 
 
 def run_directory(config: Config) -> Path:
@@ -78,10 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "train":
             from paco.trainer import train
 
-            config = parse_train_args(rest)
-            run_dir = run_directory(config)
-            print(f"run directory: {run_dir}")
-            train(config, run_dir)
+            from paco.checkpoint import CheckpointError
+
+            request = parse_train_args(rest)
+            print(f"{'resuming' if request.resume else 'run directory:'} {request.run_dir}")
+            try:
+                train(request.config, request.run_dir, request.resume)
+            except CheckpointError as error:
+                raise UsageError(f"cannot resume: {error}") from None
         elif command == "evaluate":
             evaluate(rest)
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -86,6 +87,11 @@ class TrainConfig:
     eval_episodes: int = 10
     """Evaluation episodes per task (deterministic policy)."""
     log_every_env_steps: int = 50_000
+    checkpoint_every_env_steps: int = 1_000_000
+    """Env steps between checkpoints (0: only at the end). Meta-World suites checkpoint at the first step,
+    at or after each multiple, where every task has just started a new episode (see envs/metaworld.py)."""
+    keep_checkpoints: int = 2
+    """Newest checkpoints kept; each holds the whole replay buffer."""
     progress: bool = True
 
 
@@ -126,6 +132,45 @@ def from_dict(data: dict) -> Config:
         if name in sections:
             kwargs[name] = value
     return Config(**kwargs)
+
+
+def validate(config: Config) -> None:
+    """Raise ValueError naming the first setting that cannot work, before anything is built or written."""
+    from paco.envs import task_names
+
+    train, sac, net, stab = config.train, config.sac, config.network, config.stability
+    positive = {"train.total_env_steps": train.total_env_steps, "sac.batch_per_task": sac.batch_per_task,
+                "network.num_components": net.num_components, "stability.loss_threshold": stab.loss_threshold,
+                "train.replay_capacity_per_task": train.replay_capacity_per_task,
+                "train.updates_per_vector_step": train.updates_per_vector_step,
+                "train.eval_episodes": train.eval_episodes, "train.keep_checkpoints": train.keep_checkpoints,
+                "env.max_episode_steps": config.env.max_episode_steps, "sac.actor_lr": sac.actor_lr,
+                "sac.critic_lr": sac.critic_lr, "sac.w_lr": sac.w_lr, "sac.alpha_lr": sac.alpha_lr,
+                "sac.tau": sac.tau}
+    non_negative = {"train.warmup_env_steps": train.warmup_env_steps,
+                    "train.eval_every_env_steps": train.eval_every_env_steps,
+                    "train.log_every_env_steps": train.log_every_env_steps,
+                    "train.checkpoint_every_env_steps": train.checkpoint_every_env_steps, "seed": config.seed}
+    for name, value in positive.items():
+        if not value > 0:  # also catches NaN
+            raise ValueError(f"{name} must be positive, got {value}")
+    for name, value in non_negative.items():
+        if not value >= 0:
+            raise ValueError(f"{name} must not be negative, got {value}")
+    if not net.hidden or min(net.hidden) < 1:
+        raise ValueError(f"network.hidden must be one or more positive layer widths, got {net.hidden}")
+    if not 0 <= sac.gamma <= 1 or sac.tau > 1:
+        raise ValueError(f"sac.gamma and sac.tau must lie in [0, 1], got {sac.gamma} and {sac.tau}")
+    for section, name in ((net, "method"), (net, "w_init"), (net, "composition"), (stab, "mode"),
+                          (stab, "reset_weights"), (config.env, "reward_version")):
+        known = typing.get_args(typing.get_type_hints(type(section))[name])
+        if getattr(section, name) not in known:
+            raise ValueError(f"unknown {name} {getattr(section, name)!r}; known: {', '.join(known)}")
+    names = task_names(config.env)
+    if net.method == "paco" and net.w_init == "onehot" and net.num_components != len(names):
+        raise ValueError(f"network.w_init onehot needs network.num_components = {len(names)} (the number of tasks)")
+    if config.env.explode_task >= len(names):
+        raise ValueError(f"env.explode_task {config.env.explode_task} is not a task index (0..{len(names) - 1})")
 
 
 def save(config: Config, path) -> None:

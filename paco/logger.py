@@ -1,12 +1,20 @@
-"""Run-directory logging: metrics.jsonl (one JSON object per line), events.jsonl, TensorBoard events."""
+"""Run-directory logging: metrics.jsonl (one JSON object per line), events.jsonl, timing.jsonl, TensorBoard.
+
+metrics.jsonl holds only what the run computes, so that the same seed gives the same file byte for byte;
+wall-clock figures go to timing.jsonl. `offsets()` is the position a checkpoint records; resuming truncates
+every file back to it, so no line is written twice or lost.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 from tensorboardX import SummaryWriter
+
+FILES = ("metrics.jsonl", "events.jsonl", "timing.jsonl")
 
 
 def _plain(value):
@@ -15,29 +23,56 @@ def _plain(value):
     return value
 
 
+def truncate(run_dir: Path, offsets: dict[str, int]) -> None:
+    """Cut each log back to a checkpoint's position; a log shorter than that cannot belong to the checkpoint."""
+    for name in FILES:
+        path = Path(run_dir) / name
+        size = path.stat().st_size if path.exists() else 0
+        if size < offsets[name]:
+            raise ValueError(f"{path} holds {size} bytes, fewer than the {offsets[name]} its checkpoint recorded")
+        if path.exists():
+            os.truncate(path, offsets[name])
+
+
 class RunLogger:
-    def __init__(self, run_dir: Path):
+    """Appends to the run's logs; `fresh=True` starts them empty. `purge_step` makes TensorBoard drop what an
+    interrupted run logged from that step on."""
+
+    def __init__(self, run_dir: Path, fresh: bool = True, purge_step: int | None = None):
         self.run_dir = Path(run_dir)
-        self.metrics = open(self.run_dir / "metrics.jsonl", "a")
-        self.events = open(self.run_dir / "events.jsonl", "a")
-        self.tensorboard = SummaryWriter(str(self.run_dir / "tb"))
+        mode = "wb" if fresh else "ab"
+        self.files = {name: open(self.run_dir / name, mode) for name in FILES}
+        self.tensorboard = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
+
+    def _write(self, name: str, record: dict) -> None:
+        f = self.files[name]
+        f.write((json.dumps({k: _plain(v) for k, v in record.items()}) + "\n").encode())
+        f.flush()
 
     def log(self, record: dict) -> None:
-        record = {k: _plain(v) for k, v in record.items()}
-        self.metrics.write(json.dumps(record) + "\n")
-        self.metrics.flush()
+        self._write("metrics.jsonl", record)
         step = record["env_steps"]
         for key, value in record.items():
-            if key != "env_steps" and isinstance(value, (int, float)):
-                self.tensorboard.add_scalar(key, value, step)
+            if key != "env_steps" and isinstance(_plain(value), (int, float)):
+                self.tensorboard.add_scalar(key, _plain(value), step)
 
     def event(self, record: dict) -> None:
-        self.events.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
-        self.events.flush()
+        self._write("events.jsonl", record)
+
+    def timing(self, record: dict) -> None:
+        self._write("timing.jsonl", record)
+        self.tensorboard.add_scalar("timing/env_steps_per_second", record["env_steps_per_second"],
+                                    record["env_steps"])
+
+    def offsets(self) -> dict[str, int]:
+        """Durable end of every log (fsynced, so a checkpoint never points past what survives a power loss)."""
+        for f in self.files.values():
+            os.fsync(f.fileno())
+        return {name: f.tell() for name, f in self.files.items()}
 
     def close(self) -> None:
-        self.metrics.close()
-        self.events.close()
+        for f in self.files.values():
+            f.close()
         self.tensorboard.close()
 
 

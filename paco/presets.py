@@ -26,7 +26,7 @@ def _cpu(config: Config) -> Config:
         sac={"batch_per_task": 32},
         train={"total_env_steps": per_task * tasks, "warmup_env_steps": 1_500 * tasks,
                "eval_every_env_steps": 20_000 * tasks, "log_every_env_steps": 5_000 * tasks,
-               "replay_capacity_per_task": per_task},
+               "checkpoint_every_env_steps": 20_000 * tasks, "replay_capacity_per_task": per_task},
     )
 
 
@@ -68,7 +68,8 @@ _POINTMASS = replace(
     network={"hidden": (64, 64)},
     sac={"batch_per_task": 64, "target_entropy_per_action_dim": -1.0},
     train={"total_env_steps": 60_000, "warmup_env_steps": 2_000, "eval_every_env_steps": 20_000,
-           "log_every_env_steps": 4_000, "eval_episodes": 10, "replay_capacity_per_task": 100_000},
+           "log_every_env_steps": 4_000, "checkpoint_every_env_steps": 20_000, "eval_episodes": 10,
+           "replay_capacity_per_task": 100_000},
 )
 
 _SMALL_PRESETS: dict[str, tuple[str, Config]] = {
@@ -84,7 +85,7 @@ _SMALL_PRESETS: dict[str, tuple[str, Config]] = {
                       sac={"batch_per_task": 64},
                       train={"total_env_steps": 160_000, "warmup_env_steps": 6_000, "updates_per_vector_step": 2,
                              "eval_every_env_steps": 40_000, "log_every_env_steps": 8_000,
-                             "replay_capacity_per_task": 100_000})),
+                             "checkpoint_every_env_steps": 40_000, "replay_capacity_per_task": 100_000})),
 }
 
 PRESETS: dict[str, tuple[str, Config]] = {**_PAPER_PRESETS}

@@ -1,25 +1,29 @@
-"""The one training loop every method shares: collect → store → update → evaluate → log."""
+"""The one training loop every method shares: collect → store → update → evaluate → log → checkpoint."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import deque
 from pathlib import Path
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from paco import checkpoint
 from paco import config as config_lib
 from paco.config import Config
 from paco.envs import make_env
 from paco.evaluation import evaluate, success_table
+from paco import logger as logger_lib
 from paco.logger import RunLogger
 from paco.methods import Networks
 from paco.nets import sample_tanh_gaussian
 from paco.replay import MultiTaskReplay
-from paco.sac import init_state, make_update
+from paco.sac import TrainState, init_state, make_update
 
 EVAL_SEED_OFFSET = 10_000
 RECENT_EPISODES = 10
@@ -42,12 +46,17 @@ def make_policies(networks: Networks):
 
 
 class Trainer:
-    """Holds everything a run needs; `run()` trains to `config.train.total_env_steps`."""
+    """Holds everything a run needs; `run()` trains to `config.train.total_env_steps`.
 
-    def __init__(self, config: Config, run_dir: Path):
+    A fresh trainer starts the run directory's logs and checkpoints anew; `resume=True` continues from the
+    newest good checkpoint instead (raises checkpoint.CheckpointError where there is none).
+    """
+
+    def __init__(self, config: Config, run_dir: Path, resume: bool = False):
         self.config, self.run_dir = config, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        config_lib.save(config, self.run_dir / "config.json")
+        if not resume:
+            config_lib.save(config, self.run_dir / "config.json")
         self.env = make_env(config.env, config.seed)
         self.eval_env = make_env(config.env, config.seed + EVAL_SEED_OFFSET)
         self.task_names = self.env.task_names
@@ -62,14 +71,20 @@ class Trainer:
         self.replay = MultiTaskReplay(t, config.train.replay_capacity_per_task, self.env.obs_dim,
                                       self.env.action_dim, config.seed)
         self.action_rng = np.random.default_rng(config.seed + 1)
-        self.logger = RunLogger(self.run_dir)
         self.env_steps = 0
+        self.checkpoint_step = 0
         self.obs = self.env.reset()
         self.episode_return = np.zeros(t)
         self.episode_success = np.zeros(t, bool)
         self.recent_success = [deque(maxlen=RECENT_EPISODES) for _ in range(t)]
         self.recent_return = [deque(maxlen=RECENT_EPISODES) for _ in range(t)]
         self.update_metrics: list[dict] = []
+        if resume:
+            self.restore()
+        else:
+            shutil.rmtree(checkpoint.directory(self.run_dir), ignore_errors=True)
+            shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
+            self.logger = RunLogger(self.run_dir, fresh=True)
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -88,11 +103,16 @@ class Trainer:
             bar.update(t)
             if self._crossed(train.log_every_env_steps) or self.env_steps >= total:
                 now = time.perf_counter()
-                self.log_train((self.env_steps - last_steps) / (now - last_time))
+                rate = (self.env_steps - last_steps) / (now - last_time)
+                self.log_train()
+                self.logger.timing({"env_steps": self.env_steps, "env_steps_per_second": rate})
+                bar.set_postfix(steps_per_s=f"{rate:.0f}")
                 last_time, last_steps = now, self.env_steps
             if self._crossed(train.eval_every_env_steps) or self.env_steps >= total:
                 final = self.evaluate()
                 bar.set_postfix(eval_success=f"{final['success_rate']:.2f}")
+            if self._checkpoint_due() or self.env_steps >= total:
+                self.save_checkpoint()
         bar.close()
         self.logger.close()
         return final
@@ -100,6 +120,66 @@ class Trainer:
     def _crossed(self, every: int) -> bool:
         t = self.env.num_tasks
         return every > 0 and self.env_steps // every > (self.env_steps - t) // every
+
+    def _checkpoint_due(self) -> bool:
+        """An interval boundary was passed since the last checkpoint, and the envs can be saved exactly now."""
+        every = self.config.train.checkpoint_every_env_steps
+        return (every > 0 and self.env_steps // every > self.checkpoint_step // every
+                and self.env.checkpointable())
+
+    def save_checkpoint(self) -> Path:
+        """Everything `restore` needs to continue exactly as this run would have (see paco/checkpoint.py)."""
+        params = self.state.params
+        state = {"target_critic": self.state.target_critic, "opt_state": self.state.opt_state,
+                 "key": self.state.key, "updates": self.state.updates, "policy": self.policy}
+        replay = self.replay.state()
+        trainer = {
+            "env_steps": self.env_steps, "obs": self.obs, "episode_return": self.episode_return,
+            "episode_success": self.episode_success, "recent_success": [list(d) for d in self.recent_success],
+            "recent_return": [list(d) for d in self.recent_return], "update_metrics": self.update_metrics,
+            "act_key": np.asarray(self.act_key), "action_rng": self.action_rng.bit_generator.state,
+            "replay": {k: replay.pop(k) for k in ("position", "size", "rng")},
+            "env": self.env.get_state(), "eval_env": self.eval_env.get_state(), "logs": self.logger.offsets(),
+        }
+        path = checkpoint.save(self.run_dir, checkpoint.Snapshot(self.env_steps, params, state, replay, trainer),
+                               self.config.train.keep_checkpoints)
+        self.checkpoint_step = self.env_steps
+        return path
+
+    def restore(self) -> None:
+        """Continue from the newest good checkpoint: state, replay, every RNG, envs, trackers; logs cut back."""
+        template = {"target_critic": self.state.target_critic, "opt_state": self.state.opt_state,
+                    "key": self.state.key, "updates": self.state.updates, "policy": self.policy}
+        snapshot = checkpoint.load(self.run_dir, template)
+        try:
+            params = flax.serialization.from_state_dict(self.state.params, snapshot.params)
+        except (KeyError, ValueError) as error:
+            raise checkpoint.CheckpointError(f"checkpoint at step {snapshot.step} does not fit this run's "
+                                             f"networks: {error}") from None
+        as_jax = lambda tree: jax.tree.map(jnp.asarray, tree)  # noqa: E731
+        saved = as_jax(snapshot.state)
+        self.state = TrainState(as_jax(params), saved["target_critic"], saved["opt_state"], saved["key"],
+                                saved["updates"])
+        self.policy = saved["policy"]
+        t = snapshot.trainer
+        self.replay.load_state({**t["replay"], **snapshot.replay})
+        self.env_steps = self.checkpoint_step = t["env_steps"]
+        self.obs, self.episode_return, self.episode_success = t["obs"], t["episode_return"], t["episode_success"]
+        self.recent_success = [deque(d, maxlen=RECENT_EPISODES) for d in t["recent_success"]]
+        self.recent_return = [deque(d, maxlen=RECENT_EPISODES) for d in t["recent_return"]]
+        self.update_metrics = t["update_metrics"]
+        self.act_key = jnp.asarray(t["act_key"])
+        self.action_rng.bit_generator.state = t["action_rng"]
+        self.env.set_state(t["env"])
+        self.eval_env.set_state(t["eval_env"])
+        for step in checkpoint.checkpoint_steps(self.run_dir):  # newer ones failed to load: they are rewritten
+            if step > snapshot.step:
+                checkpoint.remove(self.run_dir, step)
+        try:
+            logger_lib.truncate(self.run_dir, t["logs"])
+        except ValueError as error:
+            raise checkpoint.CheckpointError(str(error)) from None
+        self.logger = RunLogger(self.run_dir, fresh=False, purge_step=self.env_steps + 1)
 
     def collect(self) -> None:
         """One step of every task's env; transitions go to replay (true final obs where an episode ended)."""
@@ -136,9 +216,8 @@ class Trainer:
                                "task": int(task), "task_name": self.task_names[task],
                                "loss": float(metrics["loss/task"][task])})
 
-    def log_train(self, steps_per_second: float) -> None:
-        record = {"env_steps": self.env_steps, "updates": int(self.state.updates),
-                  "env_steps_per_second": steps_per_second}
+    def log_train(self) -> None:
+        record = {"env_steps": self.env_steps, "updates": int(self.state.updates)}
         finished = [s for s in self.recent_success if s]
         if finished:
             record["train/success_rate"] = float(np.mean([np.mean(s) for s in finished]))
@@ -162,8 +241,12 @@ class Trainer:
         return result
 
 
-def train(config: Config, run_dir: Path) -> dict:
-    trainer = Trainer(config, run_dir)
+def train(config: Config, run_dir: Path, resume: bool = False) -> dict | None:
+    """Train (or continue) a run; None where a resumed run had already finished."""
+    if resume and checkpoint.newest_step(run_dir) >= config.train.total_env_steps:
+        print(f"{run_dir}: already trained to {config.train.total_env_steps} env steps")
+        return None
+    trainer = Trainer(config, run_dir, resume)
     try:
         result = trainer.run()
     finally:

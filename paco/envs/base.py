@@ -37,4 +37,12 @@ class MultiTaskEnv(Protocol):
 
     def step(self, actions: np.ndarray) -> Transition: ...
 
+    def checkpointable(self) -> bool:
+        """Whether `get_state` now captures the env exactly (Meta-World: only at episode starts)."""
+
+    def get_state(self) -> dict:
+        """Everything needed to continue bit for bit, as JSON-able values and numpy arrays."""
+
+    def set_state(self, state: dict) -> None: ...
+
     def close(self) -> None: ...

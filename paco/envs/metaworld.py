@@ -9,6 +9,7 @@ the one-hot appended, for Meta-World's own scorer.
 
 from __future__ import annotations
 
+import pickle
 from functools import partial
 
 import gymnasium as gym
@@ -63,6 +64,14 @@ def make_scoring_vector_env(task_names: tuple[str, ...], seed: int = 0, max_epis
     return vector
 
 
+def _task_with_goal(tasks: list, rand_vec: np.ndarray):
+    """The task of a sub-env's list whose random vector (goal and initial positions) is `rand_vec`."""
+    for task in tasks:
+        if np.array_equal(pickle.loads(task.data)["rand_vec"], rand_vec):
+            return task
+    raise ValueError("stored Meta-World goal is not among the sub-env's tasks")
+
+
 class MetaWorldMultiTask:
     """One Meta-World sub-env per task, stepped synchronously, in the trainer's interface."""
 
@@ -80,6 +89,7 @@ class MetaWorldMultiTask:
         self.action_dim = int(self.vector.single_action_space.shape[0])
         if not random_goals:
             _keep_goals(self.vector)
+        self.obs: np.ndarray | None = None  # the latest observation, None before the first reset
 
     @property
     def num_tasks(self) -> int:
@@ -87,7 +97,8 @@ class MetaWorldMultiTask:
 
     def reset(self) -> np.ndarray:
         obs, _ = self.vector.reset()
-        return obs.astype(np.float32)
+        self.obs = obs.astype(np.float32)
+        return self.obs
 
     def step(self, actions: np.ndarray) -> Transition:
         obs, reward, terminated, truncated, info = self.vector.step(np.asarray(actions, np.float64))
@@ -99,8 +110,42 @@ class MetaWorldMultiTask:
             final = info["final_info"]
             final_obs[done] = np.stack(info["final_obs"][done])
             success[done] = np.asarray(final["success"], dtype=float)[done] > 0
-        return Transition(obs.astype(np.float32), reward.astype(np.float32), terminated, truncated,
+        self.obs = obs.astype(np.float32)
+        return Transition(self.obs, reward.astype(np.float32), terminated, truncated,
                           success, final_obs.astype(np.float32))
+
+    def checkpointable(self) -> bool:
+        """Whether `get_state` is exact now: every sub-env has just started an episode. With equal episode
+        lengths and no early termination (terminate_on_success off), that holds every max_episode_steps."""
+        return all(length == 0 for length in self.vector.get_attr("curr_path_length"))
+
+    def get_state(self) -> dict:
+        """Meta-World's own checkpoint of every sub-env (goal list, RNG states) and the goal each is on.
+
+        At the start of an episode the simulator state is a function of the goal alone, so `set_state` re-runs
+        the reset onto that goal instead of storing MuJoCo's state; mid-episode states are not restorable.
+        """
+        started = self.obs is not None
+        return {"checkpoints": self.vector.call("get_checkpoint"),
+                "rand_vec": [np.asarray(v) for v in self.vector.get_attr("_last_rand_vec")] if started else None,
+                "path_length": list(self.vector.get_attr("curr_path_length")), "obs": self.obs}
+
+    def set_state(self, state: dict) -> None:
+        """Restore `get_state`; raises ValueError where it was taken mid-episode or the reset does not
+        reproduce the stored observation (another Meta-World version)."""
+        if state["obs"] is not None and any(state["path_length"]):
+            raise ValueError("Meta-World state was saved mid-episode; only episode starts can be restored")
+        observations = []
+        for i, (env, checkpoint) in enumerate(zip(self.vector.envs, state["checkpoints"])):
+            env.load_checkpoint([checkpoint])
+            if state["obs"] is not None:
+                env.unwrapped.set_task(_task_with_goal(env.get_wrapper_attr("tasks"), state["rand_vec"][i]))
+                env.get_wrapper_attr("toggle_sample_tasks_on_reset")(False)
+                observations.append(env.reset()[0])
+                env.load_checkpoint([checkpoint])  # RNG states and the sample-on-reset switch as they were
+        self.obs = np.stack(observations).astype(np.float32) if observations else None
+        if state["obs"] is not None and not np.array_equal(self.obs, state["obs"]):
+            raise ValueError("restored Meta-World sub-envs do not reproduce the stored observations")
 
     def goals(self) -> np.ndarray:
         """The current goal of every sub-env (for checks and visualisation)."""
