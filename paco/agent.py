@@ -22,7 +22,8 @@ from paco.nets import sample_tanh_gaussian
 
 
 def _shapes(tree) -> dict:
-    return {jax.tree_util.keystr(path): tuple(np.shape(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {jax.tree_util.keystr(path): tuple(np.shape(leaf)) for path, leaf in leaves}
 
 
 def _make_act(networks: Networks):
