@@ -63,7 +63,11 @@ class CompositionalDense(nn.Module):
         if w is None:
             assert self.num_components == 1, "a layer with K > 1 slices needs compositional vectors"
             return self.kernel[0], self.bias[0]
-        return jnp.einsum("gk,kio->gio", w, self.kernel), w @ self.bias
+        # A 2-D matmul over the flattened slices: as an einsum, XLA on CPU transposes the (in·out, G)
+        # gradients of the backward pass, which costs more than the whole composed layer.
+        k, n_in, n_out = self.kernel.shape
+        kernel = (w @ self.kernel.reshape(k, n_in * n_out)).reshape(w.shape[0], n_in, n_out)
+        return kernel, w @ self.bias
 
     def __call__(self, x: jax.Array, w: jax.Array | None) -> jax.Array:
         return dense(self.compose(w), x)
