@@ -229,9 +229,9 @@ def _verify_file(path: Path, manifest: dict, name: str) -> None:
         raise CheckpointError(f"checkpoint {path.name} is corrupt (checksum mismatch in {name})")
 
 
-def _newest_good(run_dir, step: int | None, check) -> tuple[int, Path, Any]:
+def _newest_good(run_dir, step: int | None, check, warn: bool = True) -> tuple[int, Path, Any]:
     """`check(path, manifest)` on the given step, or on the newest checkpoint that passes it (warning on stderr
-    about each newer one that does not)."""
+    about each newer one that does not, unless `warn` is False)."""
     steps = checkpoint_steps(run_dir)
     if not steps:
         raise CheckpointError(f"no checkpoint in {run_dir}")
@@ -251,7 +251,7 @@ def _newest_good(run_dir, step: int | None, check) -> tuple[int, Path, Any]:
         except CheckpointError as error:
             errors.append(str(error))
             continue
-        for error in errors:
+        for error in errors if warn else ():
             print(f"paco: warning: {error}; using {path.name}", file=sys.stderr)
         return candidate, path, result
     raise CheckpointError(f"no good checkpoint in {run_dir}: {'; '.join(errors)}")
@@ -282,12 +282,13 @@ def restore_params(run_dir, step: int | None = None) -> tuple[Config, dict, int]
 
 
 def newest_step(run_dir) -> int:
-    """Env step of the newest checkpoint whose manifest and small files verify (for resuming a finished run)."""
+    """Env step of the newest checkpoint whose manifest and small files verify; a quiet check before resuming
+    (the load that follows warns about what it skips)."""
     def small(path, manifest):
         for name in (PARAMS, STATE, TRAINER):
             _verified_bytes(path, manifest, name)
 
-    return _newest_good(run_dir, None, small)[0]
+    return _newest_good(run_dir, None, small, warn=False)[0]
 
 
 def load(run_dir, state_template: Any) -> Snapshot:
