@@ -70,12 +70,16 @@ class TrainRequest:
     resume: bool
 
 
+def _flat(config: Config) -> dict:
+    flat = {}
+    for name, value in config_lib.to_dict(config).items():
+        flat.update({f"{name}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value})
+    return flat
+
+
 def _differences(a: Config, b: Config) -> list[str]:
     """Settings that differ between two configs, as 'section.field: a != b' (output path and progress bar aside)."""
-    flat = lambda c: {f"{s}.{k}" if isinstance(v, dict) else s: v  # noqa: E731
-                      for s, section in config_lib.to_dict(c).items()
-                      for k, v in (section.items() if isinstance(section, dict) else [(None, section)])}
-    fa, fb = flat(a), flat(b)
+    fa, fb = _flat(a), _flat(b)
     return [f"{k}: {fa[k]!r} != {fb[k]!r}" for k in fa if fa[k] != fb[k] and k not in ("out", "train.progress")]
 
 
