@@ -304,6 +304,7 @@ def load(run_dir, state_template: Any) -> Snapshot:
         return params, state, trainer, manifest
 
     step, path, (params, state, trainer, manifest) = _newest_good(run_dir, None, everything)
-    replay = {name[len(REPLAY) + 1:-len(".npy")]: np.load(path / name, allow_pickle=False)
+    # Memory-mapped: the caller copies them into its own buffer, so the replay is never held twice.
+    replay = {name[len(REPLAY) + 1:-len(".npy")]: np.load(path / name, mmap_mode="r", allow_pickle=False)
               for name in manifest["files"] if name.startswith(f"{REPLAY}/")}
     return Snapshot(step, params, state, replay, trainer)

@@ -53,6 +53,7 @@ class Trainer:
     """
 
     def __init__(self, config: Config, run_dir: Path, resume: bool = False):
+        config_lib.validate(config)
         self.config, self.run_dir = config, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
