@@ -85,7 +85,7 @@ def _encode(value):
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
     if hasattr(value, "__array__"):
-        array = np.ascontiguousarray(np.asarray(value))
+        array = np.asarray(value)  # tobytes() is C order; ascontiguousarray would turn 0-d into 1-d
         return {"__ndarray__": base64.b64encode(array.tobytes()).decode("ascii"), "dtype": array.dtype.str,
                 "shape": list(array.shape)}
     if isinstance(value, dict):
@@ -99,7 +99,7 @@ def _decode(value):
     if isinstance(value, dict):
         if "__ndarray__" in value:
             data = base64.b64decode(value["__ndarray__"])
-            return np.frombuffer(data, np.dtype(value["dtype"])).reshape(value["shape"]).copy()
+            return np.frombuffer(data, np.dtype(value["dtype"])).reshape(tuple(value["shape"])).copy()
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]

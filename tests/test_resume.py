@@ -19,8 +19,8 @@ from paco.config import replace
 from paco.trainer import Trainer
 
 # Four point-mass tasks, a reward that explodes on task 0 from step 1000 (so Reset writes events), a checkpoint
-# every 100 vector steps: a whole run takes seconds.
-TINY = {"total_env_steps": 4000, "warmup_env_steps": 400, "log_every_env_steps": 400,
+# every 100 vector steps, between log lines (so checkpoints hold unlogged update metrics): a run takes seconds.
+TINY = {"total_env_steps": 4000, "warmup_env_steps": 400, "log_every_env_steps": 600,
         "eval_every_env_steps": 2000, "eval_episodes": 2, "checkpoint_every_env_steps": 400,
         "keep_checkpoints": 3, "replay_capacity_per_task": 2000, "progress": False}
 TINY_ARGS = ["--preset", "pointmass-paco", "--network.hidden", "32", "32", "--sac.batch-per-task", "16",
@@ -72,7 +72,7 @@ def reference(tmp_path_factory, subprocess_env):
 def test_reference_run_logs_metrics_events_and_checkpoints(reference):
     metrics = [json.loads(line) for line in read(reference / "metrics.jsonl").splitlines()]
     assert [m["env_steps"] for m in metrics if "updates" in m and "eval/success_rate" not in m] == \
-        list(range(400, 4001, 400))
+        [*range(600, 4000, 600), 4000]
     assert not any("per_second" in key for m in metrics for key in m), "wall-clock figures belong in timing.jsonl"
     assert read(reference / "events.jsonl"), "the exploding task should have produced Reset events"
     assert checkpoint_steps(reference) == [3200, 3600, 4000]
@@ -121,7 +121,7 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_logs(reference, t
 
 def test_same_seed_same_metrics_other_seed_other_metrics(reference, tmp_path):
     """The reference ran in another process: a shorter run of the same seed logs the same lines up to its end."""
-    config = tiny_config(total_env_steps=800, eval_every_env_steps=0)
+    config = tiny_config(total_env_steps=1200, eval_every_env_steps=0)
     for name, seed in (("same", 0), ("other", 1)):
         train_in_process(replace(config, seed=seed), tmp_path / name)
     lines = [line for line in read(tmp_path / "same" / "metrics.jsonl").splitlines() if b"eval/" not in line]
@@ -197,3 +197,22 @@ def test_restore_params_reads_params_only_and_reports_problems(tmp_path):
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format": 999}))
     with pytest.raises(FormatVersionError, match="format version 999"):
         restore_params(tmp_path)
+
+
+def test_metaworld_run_resumes_exactly_from_an_episode_start(tmp_path):
+    """Meta-World checkpoints wait for a step where every sub-env has just started an episode (every 20 vector
+    steps here), and resuming from one continues as the uninterrupted run did, evaluations included."""
+    config = replace(presets.get("mt10-rand-paco"), env={"suite": "reach,push", "max_episode_steps": 20},
+                     network={"hidden": (16,), "num_components": 2}, sac={"batch_per_task": 8},
+                     train={"total_env_steps": 400, "warmup_env_steps": 100, "log_every_env_steps": 60,
+                            "eval_every_env_steps": 200, "eval_episodes": 1, "checkpoint_every_env_steps": 100,
+                            "keep_checkpoints": 4, "replay_capacity_per_task": 200, "progress": False})
+    train_in_process(config, tmp_path / "full")
+    assert checkpoint_steps(tmp_path / "full") == [120, 200, 320, 400]
+    subprocess.run(["cp", "-r", tmp_path / "full", tmp_path / "resumed"], check=True)
+    for step in (320, 400):
+        checkpoint.remove(tmp_path / "resumed", step)
+    train_in_process(config, tmp_path / "resumed", resume=True)
+    for name in ("metrics.jsonl", "events.jsonl"):
+        assert read(tmp_path / "resumed" / name) == read(tmp_path / "full" / name), name
+    assert read(tmp_path / "resumed" / "metrics.jsonl").count(b"eval/success_rate") == 2
