@@ -27,6 +27,8 @@ commands:
   presets        list the presets, one line each
   evaluate RUN_DIR [--episodes N] [--protocol paco|metaworld] [--checkpoint STEP]
                  score a saved agent on its run's suite; writes RUN_DIR/eval-<protocol>-<step>.json
+  bench [--json FILE] [--suite pointmass] [--tasks T --batch-per-task B --hidden H --components K ...]
+                 time one update, acting and the training loop against this machine's peak matmul rate
 """
 
 
@@ -181,8 +183,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"cannot resume: {error}") from None
         elif command == "evaluate":
             evaluate(rest)
+        elif command == "bench":
+            from paco.bench import main as bench
+
+            bench(rest)
         else:
-            raise UsageError(f"unknown command {command!r}; commands: train, presets, evaluate")
+            raise UsageError(f"unknown command {command!r}; commands: train, presets, evaluate, bench")
     except UsageError as error:
         print(f"paco: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,337 @@
+"""`paco bench`: how close one update, acting and the training loop come to this machine's limits.
+
+Every figure is measured in one run on the current machine (CPU or accelerator, whichever JAX picks):
+jitted work is compiled first, then timed with `jax.block_until_ready`; the median of the repeats is kept.
+Update throughput is the analytical matmul work of the update (`update_matmul_flops`) over its time, set
+against the peak rate of one large float32 matmul.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import tempfile
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from paco import config as config_lib
+from paco import presets
+from paco.config import Config
+from paco.methods import Networks
+from paco.nets import ComposedMLP, dense
+from paco.sac import Batch, init_state, make_update
+
+METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM = 39, 4
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `fn()` (its outputs waited for); a first call compiles and is not timed."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# -- peak matmul rate -----------------------------------------------------------------------------------
+def peak_matmul(size: int) -> Callable[[], jax.Array]:
+    """A call of one (size × size) @ (size × size) float32 matmul: 2·size³ FLOPs."""
+    ka, kb = jax.random.split(jax.random.PRNGKey(0))
+    a = jax.random.normal(ka, (size, size), jnp.float32)
+    b = jax.random.normal(kb, (size, size), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    return lambda: matmul(a, b)
+
+
+# -- analytical matmul work of one update ---------------------------------------------------------------
+def _layers(mlp: ComposedMLP) -> list[tuple[int, int, bool]]:
+    return [(n_in, n_out, c) for n_in, n_out, c in zip(mlp.sizes[:-1], mlp.sizes[1:], mlp.composed)]
+
+
+def update_matmul_flops(networks: Networks, batch_per_task: int) -> dict[str, float]:
+    """Matmul FLOPs (2 per multiply-add) of one `make_update` step, by part; kernels only, biases ignored.
+
+    With N = tasks · batch rows, a dense layer (in → out) costs 2·N·in·out for its forward pass, the same
+    again for its kernel gradient (x^T dy) and again for its input gradient (dy W^T). The update runs:
+
+      next actor on s'            forward                                  (targets: no gradient)
+      twin target critics on s'   forward
+      twin critics on (s, a)      forward + kernel grads + input grads of layers ≥ 2 (data feeds layer 1)
+      actor on s                  forward + kernel grads + input grads of layers ≥ 2
+      twin frozen critics on π(s) forward + input grads of all layers; layer 1 only for its action columns
+
+    A composed layer (K slices, one w per task) is applied as one batched matmul of the same cost, plus its
+    composition W_τ = Σ_k w_τk Φ_k: 2·T·K·in·out forward, and 2·T·K·in·out for each of dΦ and (w learned) dw.
+    Compositions happen for the actor and the twin critics (forward + backward; their frozen copies hold the
+    same values and are composed once), for the twin target critics (forward) and for the new policy
+    weights returned by the update (forward).
+    """
+    t, k = networks.num_tasks, networks.arch.num_components
+    n = t * batch_per_task
+    actor, critic = _layers(networks.actor), _layers(networks.critic)
+    action_dim = networks.action_dim
+
+    def forward(layers):
+        return sum(2 * n * i * o for i, o, _ in layers)
+
+    def kernel_grads(layers):
+        return sum(2 * n * i * o for i, o, _ in layers)
+
+    def input_grads(layers, first_layer_columns=0):
+        (i0, o0, _), rest = layers[0], layers[1:]
+        return 2 * n * first_layer_columns * o0 + sum(2 * n * i * o for i, o, _ in rest)
+
+    def compose(layers):
+        return sum(2 * t * k * i * o for i, o, c in layers if c)
+
+    compose_backward = 2 if networks.arch.w_trainable else 1
+    parts = {
+        "next_actor": forward(actor),
+        "target_critics": 2 * forward(critic),
+        "critics": 2 * (forward(critic) + kernel_grads(critic) + input_grads(critic)),
+        "actor": forward(actor) + kernel_grads(actor) + input_grads(actor),
+        "actor_through_critics": 2 * (forward(critic) + input_grads(critic, first_layer_columns=action_dim)),
+        "compose": (compose(actor) * (1 + compose_backward) + 2 * compose(critic) * (1 + compose_backward)
+                    + 2 * compose(critic) + compose(actor)),
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+# -- the output-mixing strategy, for comparison --------------------------------------------------------
+class OutputMixingMLP(ComposedMLP):
+    """The PaCo layer as older implementations run it: every sample goes through all K slices and the
+    K outputs are mixed with w. Same function as `ComposedMLP` (Σ_k w_k(xΦ_k + b_k) = x Σ_k w_kΦ_k + Σ_k w_k b_k),
+    K times the matmul work."""
+
+    def __call__(self, x: jax.Array, w: jax.Array | None) -> jax.Array:
+        for i, (layer, composed) in enumerate(zip(self.layers, self.composed)):
+            if composed:
+                outputs = jnp.einsum("gbi,kio->gbko", x, layer.kernel) + layer.bias
+                x = jnp.einsum("gbko,gk->gbo", outputs, w)
+            else:
+                x = dense(layer.compose(None), x)
+            if i < len(self.layers) - 1:
+                x = jax.nn.relu(x)
+        return x
+
+
+def output_mixing(networks: Networks) -> Networks:
+    def mixing(mlp: ComposedMLP) -> OutputMixingMLP:
+        return OutputMixingMLP(mlp.sizes, mlp.composed, mlp.num_components)
+
+    return dataclasses.replace(networks, actor=mixing(networks.actor), critic=mixing(networks.critic))
+
+
+# -- one update -----------------------------------------------------------------------------------------
+def synthetic_batch(tasks: int, batch_per_task: int, obs_dim: int, action_dim: int) -> Batch:
+    keys = jax.random.split(jax.random.PRNGKey(1), 4)
+    return Batch(jax.random.normal(keys[0], (tasks, batch_per_task, obs_dim)),
+                 jax.random.uniform(keys[1], (tasks, batch_per_task, action_dim), minval=-1, maxval=1),
+                 jax.random.normal(keys[2], (tasks, batch_per_task)),
+                 jax.random.normal(keys[3], (tasks, batch_per_task, obs_dim)),
+                 jnp.zeros((tasks, batch_per_task)))
+
+
+def update_stepper(networks: Networks, config: Config) -> Callable[[], object]:
+    """A call that runs one full update (critics, actor, temperatures, targets) on a fixed batch."""
+    batch = synthetic_batch(networks.num_tasks, config.sac.batch_per_task, networks.obs_dim, networks.action_dim)
+    update = make_update(networks, config)
+    state = init_state(networks, config.sac, jax.random.PRNGKey(0))
+
+    def step():
+        nonlocal state
+        state, policy, metrics = update(state, batch)
+        return state, policy, metrics
+
+    return step
+
+
+def interleaved_seconds(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median time of each call, timed round-robin so that a change in the machine's load (other
+    processes) falls on all of them alike and their ratios (to each other, to the peak) stay meaningful."""
+    for step in steps.values():
+        jax.block_until_ready(step())
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            jax.block_until_ready(step())
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def bench_config(method: str, options: argparse.Namespace) -> Config:
+    base = presets.get("mt10-rand-paco" if method == "paco" else "mt10-rand-mtsac")
+    return config_lib.replace(base, network={"hidden": tuple(options.hidden), "num_components": options.components},
+                              sac={"batch_per_task": options.batch_per_task})
+
+
+# -- acting ---------------------------------------------------------------------------------------------
+def act_seconds(config: Config, tasks: int, repeats: int) -> float:
+    """One exploration action for every task's env, from weights composed once, back on the host."""
+    from paco.trainer import make_policies
+
+    networks = Networks.build(config.network, tasks, METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM)
+    state = init_state(networks, config.sac, jax.random.PRNGKey(0))
+    policy = networks.policy_weights(state.params["actor"], networks.task_vectors(state.params["w"]))
+    explore, _ = make_policies(networks)
+    obs = np.random.default_rng(0).normal(size=(tasks, METAWORLD_OBS_DIM)).astype(np.float32)
+    key = jax.random.PRNGKey(0)
+    calls = 50
+
+    def act_many():
+        for _ in range(calls):
+            action = np.asarray(explore(policy, obs, key))
+        return action
+
+    return median_seconds(act_many, repeats) / calls
+
+
+# -- envs and the training loop -------------------------------------------------------------------------
+def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, float]:
+    """The real Trainer's collect + update (one update per vector step) after warm-up, and its parts alone:
+    the suite's vector env stepped under random actions, and the trainer's update on a fixed batch.
+
+    The three are timed in alternating rounds, so that a change in the machine's load falls on the
+    loop and on the parts its bound is computed from alike.
+    """
+    from paco.envs import make_env
+    from paco.trainer import Trainer
+
+    rounds = max(1, min(repeats, vector_steps))
+    chunk = max(1, vector_steps // rounds)
+    env = make_env(config.env, config.seed + 1)
+    actions = np.random.default_rng(0).uniform(-1, 1, (chunk, env.num_tasks, env.action_dim))
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, run_dir)
+        try:
+            tasks = trainer.env.num_tasks
+            env.reset()
+            while trainer.env_steps < config.train.warmup_env_steps:
+                trainer.collect()
+            for _ in range(2):  # compile acting and the update
+                trainer.collect()
+                trainer.learn()
+            batch = trainer.replay.sample(config.sac.batch_per_task)
+            state = trainer.state
+            loop_time = env_time = 0.0
+            update_times = []
+            for _ in range(rounds):
+                jax.block_until_ready(trainer.state)
+                start = time.perf_counter()
+                for _ in range(chunk):
+                    trainer.collect()
+                    trainer.learn()
+                jax.block_until_ready(trainer.state)
+                loop_time += time.perf_counter() - start
+                start = time.perf_counter()
+                for action in actions:
+                    env.step(action)
+                env_time += time.perf_counter() - start
+                start = time.perf_counter()
+                jax.block_until_ready(trainer.update(state, batch))
+                update_times.append(time.perf_counter() - start)
+        finally:
+            env.close()
+            trainer.logger.close()
+            trainer.env.close()
+            trainer.eval_env.close()
+    steps = rounds * chunk * tasks
+    return {"tasks": tasks, "loop": steps / loop_time, "env": steps / env_time,
+            "update": statistics.median(update_times)}
+
+
+# -- the command ----------------------------------------------------------------------------------------
+def run(options: argparse.Namespace) -> dict[str, float]:
+    """Every figure of `paco bench`, printed one per line as it is measured; returned as a flat dict."""
+    results: dict[str, float] = {}
+
+    def report(key: str, value: float, text: str) -> None:
+        results[key] = float(value)
+        print(text, flush=True)
+
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} device(s)")
+    print(f"shapes: {options.tasks} tasks x {options.batch_per_task} per task, hidden "
+          f"{'x'.join(map(str, options.hidden))}, K={options.components}, obs {METAWORLD_OBS_DIM}, "
+          f"action {METAWORLD_ACTION_DIM}; median of {options.repeats}", flush=True)
+    size = options.matmul_size or (2048 if jax.default_backend() == "cpu" else 8192)
+    configs = {method: bench_config(method, options) for method in ("mtsac", "paco")}
+    networks = {method: Networks.build(c.network, options.tasks, METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM)
+                for method, c in configs.items()}
+    steps = {method: update_stepper(networks[method], configs[method]) for method in configs}
+    steps["mixing"] = update_stepper(output_mixing(networks["paco"]), configs["paco"])
+    steps["peak"] = peak_matmul(size)
+    seconds = interleaved_seconds(steps, options.repeats)
+    peak = 2 * size**3 / seconds["peak"] / 1e9
+    report("peak_matmul_gflops", peak, f"peak matmul ({size}x{size} float32):     {peak:9.1f} GFLOP/s")
+    for method, label in (("mtsac", "MT-SAC"), ("paco", "PaCo")):
+        flops = update_matmul_flops(networks[method], options.batch_per_task)["total"]
+        rate = flops / seconds[method] / 1e9
+        results[f"update_{method}_gflop"] = flops / 1e9
+        report(f"update_{method}_ms", 1e3 * seconds[method],
+               f"update {label + ':':<8}                  {1e3 * seconds[method]:9.2f} ms  "
+               f"({flops / 1e9:.2f} GFLOP of matmuls)")
+        report(f"update_{method}_gflops", rate, f"  achieved:                       {rate:9.1f} GFLOP/s")
+        report(f"update_{method}_pct_peak", 100 * rate / peak,
+               f"  of peak:                        {100 * rate / peak:9.1f} %")
+    ratio = seconds["paco"] / seconds["mtsac"]
+    report("paco_over_mtsac", ratio, f"PaCo / MT-SAC update time:        {ratio:9.2f}")
+
+    mixing = seconds["mixing"]
+    report("update_paco_output_mixing_ms", 1e3 * mixing,
+           f"update PaCo, output-mixing:       {1e3 * mixing:9.2f} ms")
+    report("composed_speedup_over_output_mixing", mixing / seconds["paco"],
+           f"  composed is faster by:          {mixing / seconds['paco']:9.2f} x")
+
+    act = act_seconds(configs["paco"], options.tasks, options.repeats)
+    report("act_ms", 1e3 * act, f"act, {options.tasks} envs (PaCo explore):     {1e3 * act:9.3f} ms")
+
+    loop_config = config_lib.replace(configs["paco"], env={"suite": options.suite},
+                                     train={"warmup_env_steps": 1, "progress": False})
+    loop = training_loop(loop_config, options.vector_steps, options.repeats)
+    report("env_steps_per_s", loop["env"], f"env steps/s, {options.suite} stepping alone: {loop['env']:9.1f}")
+    bound = 1 / (1 / loop["env"] + loop["update"] / loop["tasks"])
+    report("loop_update_ms", 1e3 * loop["update"],
+           f"update PaCo, {options.suite} trainer:   {1e3 * loop['update']:9.2f} ms")
+    report("loop_env_steps_per_s", loop["loop"], f"env steps/s, training loop:       {loop['loop']:9.1f}")
+    report("loop_bound_env_steps_per_s", bound,
+           f"  bound 1/(t_env + t_update/{loop['tasks']}):  {bound:9.1f}")
+    report("loop_pct_of_bound", 100 * loop["loop"] / bound,
+           f"  of bound:                       {100 * loop['loop'] / bound:9.1f} %")
+    return results
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="paco bench", description=__doc__.splitlines()[0])
+    p.add_argument("--json", metavar="FILE", help="also write the figures as one JSON object")
+    p.add_argument("--tasks", type=int, default=10)
+    p.add_argument("--batch-per-task", type=int, default=128)
+    p.add_argument("--hidden", type=int, nargs="+", default=[400, 400, 400], metavar="WIDTH",
+                   help="hidden widths (default: 400 400 400); --hidden 32 gives 3 layers of 32")
+    p.add_argument("--components", type=int, default=5, help="PaCo's K")
+    p.add_argument("--repeats", type=int, default=10, help="timed repeats per figure (the median is kept)")
+    p.add_argument("--suite", default="MT10", help="env suite of the env and training-loop figures")
+    p.add_argument("--vector-steps", type=int, default=150,
+                   help="vector-env steps timed for env stepping and for the training loop")
+    p.add_argument("--matmul-size", type=int, default=0, help="side of the peak matmul (default 2048 CPU, 8192 else)")
+    return p
+
+
+def main(args: list[str]) -> None:
+    options = parser().parse_args(args)
+    if len(options.hidden) == 1:
+        options.hidden = options.hidden * 3
+    results = run(options)
+    if options.json:
+        with open(options.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {options.json}")

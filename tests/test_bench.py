@@ -1,0 +1,44 @@
+"""`paco bench` at tiny shapes: every figure is reported, and every figure is a positive finite number."""
+
+import json
+import math
+
+from paco.bench import update_matmul_flops
+from paco.cli import main
+from paco.config import NetworkConfig
+from paco.methods import Networks
+
+KEYS = {
+    "peak_matmul_gflops",
+    "update_mtsac_ms", "update_mtsac_gflop", "update_mtsac_gflops", "update_mtsac_pct_peak",
+    "update_paco_ms", "update_paco_gflop", "update_paco_gflops", "update_paco_pct_peak",
+    "paco_over_mtsac", "update_paco_output_mixing_ms", "composed_speedup_over_output_mixing",
+    "act_ms", "env_steps_per_s", "loop_update_ms", "loop_env_steps_per_s", "loop_bound_env_steps_per_s",
+    "loop_pct_of_bound",
+}
+
+
+def test_bench_reports_every_figure(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--tasks", "2", "--batch-per-task", "8", "--hidden", "32", "--components", "2",
+            "--repeats", "2", "--suite", "pointmass", "--vector-steps", "5", "--matmul-size", "64",
+            "--json", str(out)]
+    assert main(args) == 0
+    figures = json.loads(out.read_text())
+    assert set(figures) == KEYS
+    for key, value in figures.items():
+        assert math.isfinite(value) and value > 0, (key, value)
+    assert "training loop" in capsys.readouterr().out
+
+
+def test_mtsac_matmul_count_by_hand():
+    """One task, one sample, obs 2, action 1, one hidden layer of 3: every term written out."""
+    nets = Networks.build(NetworkConfig(method="mtsac", hidden=(3,)), 1, 2, 1)
+    # actor: in 2 + 1 (one-hot) = 3 → 3 → 2; critic: in 2 + 1 + 1 (action) = 4 → 3 → 1
+    actor_fwd, critic_fwd = 2 * (3 * 3 + 3 * 2), 2 * (4 * 3 + 3 * 1)
+    expected = (actor_fwd                                     # next actor
+                + 2 * critic_fwd                              # target critics
+                + 2 * (3 * critic_fwd - 2 * 4 * 3)            # critics: no input grad of layer 1
+                + 3 * actor_fwd - 2 * 3 * 3                   # actor: no input grad of layer 1
+                + 2 * (2 * critic_fwd - 2 * 4 * 3 + 2 * 1 * 3))  # through critics: layer 1's action column
+    assert update_matmul_flops(nets, batch_per_task=1)["total"] == expected
