@@ -23,6 +23,7 @@ from paco.trainer import Trainer
 TINY = {"total_env_steps": 4000, "warmup_env_steps": 400, "log_every_env_steps": 600,
         "eval_every_env_steps": 2000, "eval_episodes": 2, "checkpoint_every_env_steps": 400,
         "keep_checkpoints": 3, "replay_capacity_per_task": 2000, "progress": False}
+PROCESS_TIMEOUT = 300  # seconds; one such run takes about 10 here
 TINY_ARGS = ["--preset", "pointmass-paco", "--network.hidden", "32", "32", "--sac.batch-per-task", "16",
              "--env.explode-task", "0", "--env.explode-after-env-steps", "1000", "--env.explode-scale", "1e8",
              *[f"--train.{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "progress"],
@@ -65,7 +66,8 @@ def read(path):
 def reference(tmp_path_factory, subprocess_env):
     """An uninterrupted run of TINY_ARGS, in its own process."""
     run_dir = tmp_path_factory.mktemp("reference")
-    subprocess.run(paco_train(*TINY_ARGS, "--out", run_dir), check=True, capture_output=True, env=subprocess_env)
+    subprocess.run(paco_train(*TINY_ARGS, "--out", run_dir), check=True, capture_output=True, env=subprocess_env,
+                   timeout=PROCESS_TIMEOUT)
     return run_dir
 
 
@@ -87,7 +89,9 @@ def kill_at_random_moment(process, run_dir, rng) -> bool:
         delay = rng.uniform(0.0, 1.5)
     else:
         size = metrics.stat().st_size if metrics.exists() else 0
+        deadline = time.monotonic() + PROCESS_TIMEOUT
         while process.poll() is None and (not metrics.exists() or metrics.stat().st_size <= size):
+            assert time.monotonic() < deadline, f"no new log line in {PROCESS_TIMEOUT} s"
             time.sleep(0.02)
         delay = rng.uniform(0.0, 0.3)
     try:
@@ -106,10 +110,12 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_logs(reference, t
     rng = random.Random(0)
     resumed_from = []
     command = fresh
+    stderr = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would block the process
     for attempt in range(7):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env)
+        with open(stderr, "wb") as err:
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=subprocess_env)
         if attempt == 6 or not kill_at_random_moment(process, run_dir, rng):
-            assert process.wait() == 0, process.stderr.read().decode()
+            assert process.wait(timeout=PROCESS_TIMEOUT) == 0, stderr.read_text()
             break
         steps = checkpoint_steps(run_dir)
         resumed_from.append(steps[-1] if steps else None)
@@ -136,7 +142,8 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous_with_warning(reference
     params = bytearray(read(newest / "params.msgpack"))
     params[len(params) // 2] ^= 0xFF
     (newest / "params.msgpack").write_bytes(bytes(params))
-    result = subprocess.run(paco_train("--resume", run_dir), capture_output=True, env=subprocess_env)
+    result = subprocess.run(paco_train("--resume", run_dir), capture_output=True, env=subprocess_env,
+                            timeout=PROCESS_TIMEOUT)
     assert result.returncode == 0, result.stderr.decode()
     warnings = [line for line in result.stderr.decode().splitlines() if "warning" in line]
     assert warnings == ["paco: warning: checkpoint step_000000004000 is corrupt (checksum mismatch in "
