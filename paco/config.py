@@ -122,21 +122,22 @@ def to_dict(config: Config) -> dict:
 
 
 def from_dict(data: dict) -> Config:
-    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    """Inverse of `to_dict` (JSON lists become tuples); unknown top-level keys are ignored."""
+    fields = typing.get_type_hints(Config)
     kwargs = {}
     for name, value in data.items():
+        if name not in fields:
+            continue
         if isinstance(value, dict):
-            cls = {"env": EnvConfig, "network": NetworkConfig, "sac": SACConfig,
-                   "stability": StabilityConfig, "train": TrainConfig}[name]
-            value = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-        if name in sections:
-            kwargs[name] = value
+            value = fields[name](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        kwargs[name] = value
     return Config(**kwargs)
 
 
 def validate(config: Config) -> None:
     """Raise ValueError naming the first setting that cannot work, before anything is built or written."""
     from paco.envs import task_names
+    from paco.methods import METHODS
 
     train, sac, net, stab = config.train, config.sac, config.network, config.stability
     positive = {"train.total_env_steps": train.total_env_steps, "sac.batch_per_task": sac.batch_per_task,
@@ -167,8 +168,7 @@ def validate(config: Config) -> None:
         if getattr(section, name) not in known:
             raise ValueError(f"unknown {name} {getattr(section, name)!r}; known: {', '.join(known)}")
     names = task_names(config.env)
-    if net.method == "paco" and net.w_init == "onehot" and net.num_components != len(names):
-        raise ValueError(f"network.w_init onehot needs network.num_components = {len(names)} (the number of tasks)")
+    METHODS[net.method](net, len(names))  # raises where the method cannot be built for this many tasks
     if config.env.explode_task >= len(names):
         raise ValueError(f"env.explode_task {config.env.explode_task} is not a task index (0..{len(names) - 1})")
 
