@@ -134,7 +134,7 @@ RANDOM_SUCCESS = 0.0  # random actions on reach-v3: 0 successes in 100 full-leng
 def reach(tmp_path_factory):
     """MT-SAC on reach with random goals: about half the episodes succeed after 20k env steps."""
     config = replace(quiet(presets.get("cpu-quick"), 20_000, 1000, updates=2), env={"suite": "reach"},
-                     network={"method": "mtsac", "hidden": (256, 256)}, sac={"batch_per_task": 128, "alpha_lr": 1e-3})
+                     network={"method": "mtsac", "hidden": (128, 128)}, sac={"batch_per_task": 128, "alpha_lr": 1e-3})
     run_dir = tmp_path_factory.mktemp("reach")
     trained(config, run_dir)
     return paco.load_agent(run_dir)
@@ -154,7 +154,7 @@ def metaworld_success(agent, seed):
     return success
 
 
-@pytest.mark.slow  # about 6 CPU minutes of training
+@pytest.mark.slow  # about 3 CPU minutes of training
 def test_metaworld_scorer_agrees_with_the_paper_protocol(reach):
     seed = reach.config.seed + SCORE_SEED_OFFSET
     paper, metaworld_same_goals, metaworld_other_goals = (
