@@ -84,7 +84,7 @@ _SMALL_PRESETS: dict[str, tuple[str, Config]] = {
                       network={"hidden": (256, 256)},
                       sac={"batch_per_task": 64, "alpha_lr": 1e-3},
                       train={"total_env_steps": 160_000, "warmup_env_steps": 6_000, "updates_per_vector_step": 2,
-                             "eval_every_env_steps": 40_000, "log_every_env_steps": 8_000,
+                             "eval_every_env_steps": 20_000, "log_every_env_steps": 8_000,
                              "checkpoint_every_env_steps": 40_000, "replay_capacity_per_task": 100_000})),
 }
 

@@ -22,6 +22,7 @@ from paco import logger as logger_lib
 from paco.logger import RunLogger
 from paco.methods import Networks
 from paco.nets import sample_tanh_gaussian
+from paco.plots import plot_success
 from paco.replay import MultiTaskReplay
 from paco.sac import TrainState, init_state, make_update
 
@@ -239,6 +240,7 @@ class Trainer:
                   "eval/return": float(np.mean(list(result["return"].values())))}
         record.update({f"eval/success/{name}": rate for name, rate in result["success"].items()})
         self.logger.log(record)
+        plot_success(self.run_dir)
         return result
 
 

@@ -107,3 +107,4 @@ def test_a_few_hundred_training_steps_on_mt10(tmp_path):
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["env"]["suite"] == "MT10" and saved["env"]["reward_version"] == "v2"
     assert list((tmp_path / "tb").iterdir())
+    assert (tmp_path / "success.png").stat().st_size > 0
