@@ -77,7 +77,7 @@ _SMALL_PRESETS: dict[str, tuple[str, Config]] = {
                         _POINTMASS),
     "pointmass-paco": ("Built-in 4-task point mass, PaCo K=2 with Reset, about a CPU minute",
                        replace(_POINTMASS, network={"method": "paco", "num_components": 2})),
-    "cpu-quick": ("Quick start: MT-SAC on four easy Meta-World tasks, about 12 minutes on a 2-core CPU",
+    "cpu-quick": ("Quick start: MT-SAC on four easy Meta-World tasks, about 13 minutes on a 2-core CPU",
                   replace(
                       PAPER,
                       env={"suite": "reach,drawer-close,handle-press,faucet-close"},
