@@ -41,6 +41,6 @@ def test_many_tasks_name_only_the_mean(tmp_path):
 
 def test_no_evaluation_yet(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"env_steps": 10, "updates": 1}) + "\n")
-    assert success_curves([]) == ([], {})
+    assert success_curves([]) == ([], [], {})
     with pytest.raises(ValueError, match="has no evaluation lines yet"):
         plot_success(tmp_path)
