@@ -22,6 +22,7 @@ import numpy as np
 
 from paco import config as config_lib
 from paco import presets
+from paco.allocator import keep_freed_memory
 from paco.config import Config
 from paco.methods import Networks
 from paco.nets import ComposedMLP, dense
@@ -254,6 +255,7 @@ def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, 
 def run(options: argparse.Namespace) -> dict[str, float]:
     """Every figure of `paco bench`, printed one per line as it is measured; returned as a flat dict."""
     results: dict[str, float] = {}
+    keep_freed_memory()  # as in training: every figure is taken with the allocator the trainer uses
 
     def report(key: str, value: float, text: str) -> None:
         results[key] = float(value)

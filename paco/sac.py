@@ -127,8 +127,11 @@ def make_update(networks: Networks, config: Config) -> Callable:
         key, k_loss, k_reset = jax.random.split(state.key, 3)
         grads, (losses, per_task, healthy) = jax.grad(total_loss, has_aux=True)(
             state.params, state.target_critic, batch, k_loss)
-        # A non-finite gradient never reaches the parameters: the step is skipped and reported.
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        # A non-finite gradient never reaches the parameters: the step is skipped and reported. The global
+        # norm is non-finite iff some gradient is (or the norm itself overflows, above ~1e19), and it is one
+        # reduction per leaf where an elementwise isfinite mask would first be written out in full.
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         params["log_alpha"] = jnp.clip(params["log_alpha"], sac.log_alpha_min, sac.log_alpha_max)
@@ -141,7 +144,7 @@ def make_update(networks: Networks, config: Config) -> Callable:
         new_state = TrainState(params, target_critic, opt_state, key, state.updates + 1)
         metrics = {"loss/critic": losses.critic, "loss/actor": losses.actor, "loss/alpha": losses.alpha,
                    "loss/task": per_task, "alpha": jnp.exp(params["log_alpha"]), "entropy": losses.entropy,
-                   "q": losses.q, "healthy": healthy, "finite_grad": finite}
+                   "q": losses.q, "healthy": healthy, "finite_grad": finite, "grad_norm": grad_norm}
         policy = networks.policy_weights(params["actor"], networks.task_vectors(params["w"]))
         return new_state, policy, metrics
 

@@ -15,10 +15,11 @@ from tqdm import tqdm
 
 from paco import checkpoint
 from paco import config as config_lib
+from paco import logger as logger_lib
+from paco.allocator import keep_freed_memory
 from paco.config import Config
 from paco.envs import make_env
 from paco.evaluation import evaluate, success_table
-from paco import logger as logger_lib
 from paco.logger import RunLogger
 from paco.methods import Networks
 from paco.nets import sample_tanh_gaussian
@@ -55,6 +56,7 @@ class Trainer:
 
     def __init__(self, config: Config, run_dir: Path, resume: bool = False):
         config_lib.validate(config)
+        keep_freed_memory()
         self.config, self.run_dir = config, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -226,7 +228,7 @@ class Trainer:
             record["train/episode_return"] = float(np.mean([np.mean(r) for r in self.recent_return if r]))
         if self.update_metrics:
             stacked = {k: np.stack([m[k] for m in self.update_metrics]) for k in self.update_metrics[0]}
-            for key in ("loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "q"):
+            for key in ("loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "q", "grad_norm"):
                 record[key] = float(np.nanmean(stacked[key]))
             record["masked_task_updates"] = int((~stacked["healthy"]).sum())
             self.update_metrics = []
