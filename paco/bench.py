@@ -199,11 +199,12 @@ def act_seconds(config: Config, tasks: int, repeats: int) -> float:
 
 # -- envs and the training loop -------------------------------------------------------------------------
 def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, float]:
-    """The real Trainer's collect + update (one update per vector step) after warm-up, and its parts alone:
-    the suite's vector env stepped under random actions, and the trainer's update on a fixed batch.
+    """The real Trainer's collect + update (one update per vector step) after warm-up, without and with the
+    env step overlapping the update, and its parts alone: the suite's vector env stepped under random
+    actions, and the trainer's update on a fixed batch.
 
-    The three are timed in alternating rounds of equal length, so that a change in the machine's load
-    falls on the loop and on the parts its bound is computed from alike.
+    The four are timed in alternating rounds of equal length, so that a change in the machine's load
+    falls on the loops and on the parts the bound is computed from alike.
     """
     from paco.envs import make_env
     from paco.trainer import Trainer
@@ -224,15 +225,17 @@ def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, 
                 trainer.learn()
             batch = trainer.replay.sample(config.sac.batch_per_task)
             state = trainer.state
-            loop_time = env_time = update_time = 0.0
+            loop_time = {False: 0.0, True: 0.0}
+            env_time = update_time = 0.0
             for _ in range(rounds):
-                jax.block_until_ready(trainer.state)
-                start = time.perf_counter()
-                for _ in range(chunk):
-                    trainer.collect()
-                    trainer.learn()
-                jax.block_until_ready(trainer.state)
-                loop_time += time.perf_counter() - start
+                for overlap in (False, True):
+                    trainer.overlap = overlap
+                    start = time.perf_counter()
+                    for _ in range(chunk):
+                        trainer.collect()
+                        trainer.learn()
+                    trainer.finish_update()
+                    loop_time[overlap] += time.perf_counter() - start
                 start = time.perf_counter()
                 for action in actions:
                     env.step(action)
@@ -247,8 +250,8 @@ def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, 
             trainer.env.close()
             trainer.eval_env.close()
     steps = rounds * chunk * tasks
-    return {"tasks": tasks, "loop": steps / loop_time, "env": steps / env_time,
-            "update": update_time / (rounds * chunk)}
+    return {"tasks": tasks, "loop": steps / loop_time[False], "loop_overlap": steps / loop_time[True],
+            "env": steps / env_time, "update": update_time / (rounds * chunk)}
 
 
 # -- the command ----------------------------------------------------------------------------------------
@@ -309,6 +312,8 @@ def run(options: argparse.Namespace) -> dict[str, float]:
            f"  bound 1/(t_env + t_update/{loop['tasks']}):  {bound:9.1f}")
     report("loop_pct_of_bound", 100 * loop["loop"] / bound,
            f"  of bound:                       {100 * loop['loop'] / bound:9.1f} %")
+    report("loop_overlap_env_steps_per_s", loop["loop_overlap"],
+           f"env steps/s, loop with overlap:   {loop['loop_overlap']:9.1f}  (envs step while the update runs)")
     return results
 
 

@@ -92,6 +92,9 @@ class TrainConfig:
     at or after each multiple, where every task has just started a new episode (see envs/metaworld.py)."""
     keep_checkpoints: int = 2
     """Newest checkpoints kept; each holds the whole replay buffer."""
+    overlap_env_and_update: Literal["auto", "on", "off"] = "auto"
+    """Step the envs while an update computes, acting with the policy from one update before it. "auto":
+    on an accelerator, where the update leaves the CPU free; not on a CPU, where they share its cores."""
     progress: bool = True
 
 

@@ -130,7 +130,7 @@ def make_update(networks: Networks, config: Config) -> Callable:
         # A non-finite gradient never reaches the parameters: the step is skipped and reported. The global
         # norm is non-finite iff some gradient is (or the norm itself overflows, above ~1e19), and it is one
         # reduction per leaf where an elementwise isfinite mask would first be written out in full.
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

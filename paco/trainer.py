@@ -72,6 +72,10 @@ class Trainer:
         self.explore, self.exploit = make_policies(self.networks)
         self.policy = self.networks.policy_weights(self.state.params["actor"],
                                                    self.networks.task_vectors(self.state.params["w"]))
+        self.acting_policy = self.policy  # what `collect` acts with: `policy`, or the one before it (overlap)
+        overlap = config.train.overlap_env_and_update
+        self.overlap = overlap == "on" or (overlap == "auto" and jax.default_backend() != "cpu")
+        self.update_in_flight: tuple[dict, int] | None = None  # (metrics, env steps) of an update not waited for
         self.replay = MultiTaskReplay(t, config.train.replay_capacity_per_task, self.env.obs_dim,
                                       self.env.action_dim, config.seed)
         self.action_rng = np.random.default_rng(config.seed + 1)
@@ -117,6 +121,7 @@ class Trainer:
                 bar.set_postfix(eval_success=f"{final['success_rate']:.2f}")
             if self._checkpoint_due() or self.env_steps >= total:
                 self.save_checkpoint()
+        self.finish_update()
         bar.close()
         self.logger.close()
         return final
@@ -133,6 +138,9 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Everything `restore` needs to continue exactly as this run would have (see paco/checkpoint.py)."""
+        # With overlap, the envs act with the newest policy from here on, as a resumed run will.
+        self.finish_update()
+        self.acting_policy = self.policy
         params = self.state.params
         state = {"target_critic": self.state.target_critic, "opt_state": self.state.opt_state,
                  "key": self.state.key, "updates": self.state.updates, "policy": self.policy}
@@ -164,7 +172,7 @@ class Trainer:
         saved = as_jax(snapshot.state)
         self.state = TrainState(as_jax(params), saved["target_critic"], saved["opt_state"], saved["key"],
                                 saved["updates"])
-        self.policy = saved["policy"]
+        self.policy = self.acting_policy = saved["policy"]
         t = snapshot.trainer
         self.replay.load_state({**t["replay"], **snapshot.replay})
         self.env_steps = self.checkpoint_step = t["env_steps"]
@@ -191,7 +199,7 @@ class Trainer:
             action = self.action_rng.uniform(-1, 1, (self.env.num_tasks, self.env.action_dim))
         else:
             self.act_key, key = jax.random.split(self.act_key)
-            action = np.asarray(self.explore(self.policy, self.obs, key))
+            action = np.asarray(self.explore(self.acting_policy, self.obs, key))
         step = self.env.step(action)
         self.replay.add(self.obs, action, step.reward, step.final_obs, step.terminated)
         self.episode_return += step.reward
@@ -204,23 +212,39 @@ class Trainer:
         self.env_steps += self.env.num_tasks
 
     def learn(self) -> None:
+        """One update. With overlap it is only started: the envs' next step runs while it computes, acting
+        with the policy from before it, and it is waited for when the next update starts."""
+        self.finish_update()
         batch = self.replay.sample(self.config.sac.batch_per_task)
+        previous = self.policy
         self.state, self.policy, metrics = self.update(self.state, batch)
-        metrics = jax.device_get(metrics)
+        self.update_in_flight = metrics, self.env_steps
+        if self.overlap:
+            self.acting_policy = previous
+        else:
+            self.finish_update()
+            self.acting_policy = self.policy
+
+    def finish_update(self) -> None:
+        """Wait for the update in flight, if any; record its metrics and report its masked tasks."""
+        if self.update_in_flight is None:
+            return
+        (metrics, env_steps), self.update_in_flight = jax.device_get(self.update_in_flight), None
         self.update_metrics.append(metrics)
         if not metrics["finite_grad"]:
-            self.logger.event({"event": "nonfinite_grad", "env_steps": self.env_steps,
+            self.logger.event({"event": "nonfinite_grad", "env_steps": env_steps,
                                "update": int(self.state.updates)})
         mode = self.config.stability.mode
         event = {"vanilla": "nonfinite_loss", "maskout": "maskout"}.get(mode, "reset")
         if event == "reset" and not self.networks.arch.w_trainable:
             event = "maskout"
         for task in np.flatnonzero(~metrics["healthy"] | ~np.isfinite(metrics["loss/task"])):
-            self.logger.event({"event": event, "env_steps": self.env_steps, "update": int(self.state.updates),
+            self.logger.event({"event": event, "env_steps": env_steps, "update": int(self.state.updates),
                                "task": int(task), "task_name": self.task_names[task],
                                "loss": float(metrics["loss/task"][task])})
 
     def log_train(self) -> None:
+        self.finish_update()
         record = {"env_steps": self.env_steps, "updates": int(self.state.updates)}
         finished = [s for s in self.recent_success if s]
         if finished:

@@ -14,7 +14,7 @@ KEYS = {
     "update_paco_ms", "update_paco_gflop", "update_paco_gflops", "update_paco_pct_peak",
     "paco_over_mtsac", "update_paco_output_mixing_ms", "composed_speedup_over_output_mixing",
     "act_ms", "env_steps_per_s", "loop_update_ms", "loop_env_steps_per_s", "loop_bound_env_steps_per_s",
-    "loop_pct_of_bound",
+    "loop_pct_of_bound", "loop_overlap_env_steps_per_s",
 }
 
 

@@ -181,6 +181,43 @@ def test_interrupted_checkpoint_write_leaves_the_previous_one_in_use(tmp_path, m
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
 
 
+def test_overlapped_run_acts_one_update_behind_and_resumes_exactly(tmp_path, monkeypatch):
+    """With the env step overlapping the update, the envs act with the policy from before the update in flight;
+    checkpoints catch up to the newest policy, so a run interrupted after one resumes exactly."""
+    config = tiny_config(total_env_steps=2000, eval_every_env_steps=1000, overlap_env_and_update="on")
+    trainer = Trainer(config, tmp_path / "probe")
+    while trainer.env_steps < config.train.warmup_env_steps:
+        trainer.collect()
+    before = trainer.policy
+    trainer.learn()
+    assert trainer.acting_policy is before and trainer.policy is not before
+    trainer.learn()
+    assert trainer.update_in_flight is not None and len(trainer.update_metrics) == 1
+    trainer.env.close()
+    trainer.eval_env.close()
+
+    train_in_process(config, tmp_path / "whole")
+    serial = train_in_process(replace(config, train={"overlap_env_and_update": "off"}), tmp_path / "serial")
+    assert not serial.overlap
+    assert read(tmp_path / "whole" / "metrics.jsonl") != read(tmp_path / "serial" / "metrics.jsonl")
+
+    real_save = Trainer.save_checkpoint
+
+    def crash_after_checkpoint_at_1200(self):
+        path = real_save(self)
+        if self.env_steps == 1200:
+            raise KeyboardInterrupt("killed after the checkpoint at 1200")
+        return path
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", crash_after_checkpoint_at_1200)
+    with pytest.raises(KeyboardInterrupt):
+        train_in_process(config, tmp_path / "interrupted")
+    monkeypatch.undo()
+    train_in_process(config, tmp_path / "interrupted", resume=True)
+    for name in ("metrics.jsonl", "events.jsonl"):
+        assert read(tmp_path / "interrupted" / name) == read(tmp_path / "whole" / name), name
+
+
 def test_restore_params_reads_params_only_and_reports_problems(tmp_path):
     config = tiny_config(total_env_steps=800, eval_every_env_steps=0)
     trainer = train_in_process(config, tmp_path)
