@@ -220,38 +220,37 @@ def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, 
             env.reset()
             while trainer.env_steps < config.train.warmup_env_steps:
                 trainer.collect()
-            for _ in range(2):  # compile acting and the update
-                trainer.collect()
-                trainer.learn()
             batch = trainer.replay.sample(config.sac.batch_per_task)
             state = trainer.state
-            loop_time = {False: 0.0, True: 0.0}
-            env_time = update_time = 0.0
-            for _ in range(rounds):
-                for overlap in (False, True):
-                    trainer.overlap = overlap
-                    start = time.perf_counter()
-                    for _ in range(chunk):
-                        trainer.collect()
-                        trainer.learn()
-                    trainer.finish_update()
-                    loop_time[overlap] += time.perf_counter() - start
+            times = {"loop": [], "loop_overlap": [], "env": [], "update": []}
+
+            def timed(name, run):
                 start = time.perf_counter()
-                for action in actions:
-                    env.step(action)
-                env_time += time.perf_counter() - start
-                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+
+            def steps(overlap):
+                trainer.overlap = overlap
                 for _ in range(chunk):
-                    jax.block_until_ready(trainer.update(state, batch))
-                update_time += time.perf_counter() - start
+                    trainer.collect()
+                    trainer.learn()
+                trainer.finish_update()
+
+            # One more round than timed: the first compiles, and lets the process's heap grow to what it needs.
+            for _ in range(rounds + 1):
+                timed("loop", lambda: steps(False))
+                timed("loop_overlap", lambda: steps(True))
+                timed("env", lambda: [env.step(action) for action in actions])
+                timed("update", lambda: [jax.block_until_ready(trainer.update(state, batch)) for _ in range(chunk)])
         finally:
             env.close()
             trainer.logger.close()
             trainer.env.close()
             trainer.eval_env.close()
-    steps = rounds * chunk * tasks
-    return {"tasks": tasks, "loop": steps / loop_time[False], "loop_overlap": steps / loop_time[True],
-            "env": steps / env_time, "update": update_time / (rounds * chunk)}
+    seconds = {name: sum(t[1:]) for name, t in times.items()}
+    env_steps = rounds * chunk * tasks
+    return {"tasks": tasks, "loop": env_steps / seconds["loop"], "loop_overlap": env_steps / seconds["loop_overlap"],
+            "env": env_steps / seconds["env"], "update": seconds["update"] / (rounds * chunk)}
 
 
 # -- the command ----------------------------------------------------------------------------------------
