@@ -29,6 +29,7 @@ from paco.nets import ComposedMLP, dense
 from paco.sac import Batch, init_state, make_update
 
 METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM = 39, 4
+WARMUP_ROUNDS = 3
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -158,9 +159,11 @@ def update_stepper(networks: Networks, config: Config) -> Callable[[], object]:
 
 def interleaved_seconds(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Median time of each call, timed round-robin so that a change in the machine's load (other
-    processes) falls on all of them alike and their ratios (to each other, to the peak) stay meaningful."""
-    for step in steps.values():
-        jax.block_until_ready(step())
+    processes) falls on all of them alike and their ratios (to each other, to the peak) stay meaningful.
+    Three untimed rounds first: compilation, and the process's heap growing to what the calls need."""
+    for _ in range(WARMUP_ROUNDS):
+        for step in steps.values():
+            jax.block_until_ready(step())
     times = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
@@ -201,7 +204,7 @@ def act_seconds(config: Config, tasks: int, repeats: int) -> float:
 def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, float]:
     """The real Trainer's collect + update (one update per vector step) after warm-up, without and with the
     env step overlapping the update, and its parts alone: the suite's vector env stepped under random
-    actions, and the trainer's update on a fixed batch.
+    actions, and the trainer's update on a fixed batch (each from the state the one before left).
 
     The four are timed in alternating rounds of equal length, so that a change in the machine's load
     falls on the loops and on the parts the bound is computed from alike.
@@ -224,6 +227,11 @@ def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, 
             state = trainer.state
             times = {"loop": [], "loop_overlap": [], "env": [], "update": []}
 
+            def updates():  # each from the state the one before left, as in the loop
+                nonlocal state
+                for _ in range(chunk):
+                    state = jax.block_until_ready(trainer.update(state, batch))[0]
+
             def timed(name, run):
                 start = time.perf_counter()
                 run()
@@ -241,7 +249,7 @@ def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, 
                 timed("loop", lambda: steps(False))
                 timed("loop_overlap", lambda: steps(True))
                 timed("env", lambda: [env.step(action) for action in actions])
-                timed("update", lambda: [jax.block_until_ready(trainer.update(state, batch)) for _ in range(chunk)])
+                timed("update", updates)
         finally:
             env.close()
             trainer.logger.close()
