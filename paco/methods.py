@@ -54,8 +54,8 @@ def single_task(config: NetworkConfig, num_tasks: int) -> Architecture:
 
 def paco(config: NetworkConfig, num_tasks: int) -> Architecture:
     if config.w_init == "onehot" and config.num_components != num_tasks:
-        raise ValueError(f"one-hot w needs K = number of tasks: network.w_init onehot needs "
-                         f"network.num_components = {num_tasks}, got {config.num_components}")
+        raise ValueError(f"network.w_init onehot gives every task its own component: it needs "
+                         f"network.num_components = {num_tasks} (the number of tasks), got {config.num_components}")
     actor, critic = {
         "ac-shared": (NetSpec("all", False), NetSpec("all", False)),
         "actor-only": (NetSpec("all", False), NetSpec("none", True)),  # the critic is MT-SAC's

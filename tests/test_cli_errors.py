@@ -68,7 +68,8 @@ def fails_cleanly(args, capsys, watched: Path, message: str) -> None:
     (["--stability.loss-threshold", "big"], "--stability.loss-threshold: could not convert string to float"),
     (["--train.keep-checkpoints", "0"], "train.keep_checkpoints must be positive, got 0"),
     (["--network.method", "paco", "--network.w-init", "onehot", "--network.num-components", "3"],
-     "network.w_init onehot needs network.num_components = 4, got 3"),
+     "network.w_init onehot gives every task its own component: it needs network.num_components = 4 "
+     "(the number of tasks), got 3"),
     (["--no-such-flag", "1"], "Unrecognized options: --no-such-flag"),
 ])
 def test_bad_settings(args, message, tmp_path, capsys):

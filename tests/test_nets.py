@@ -102,5 +102,5 @@ def test_unit_norm_w_lies_on_the_sphere():
 
 
 def test_onehot_w_needs_k_equal_to_tasks():
-    with pytest.raises(ValueError, match="one-hot w needs K = number of tasks"):
+    with pytest.raises(ValueError, match=r"network.num_components = 10 \(the number of tasks\), got 3"):
         Networks.build(NetworkConfig(method="paco", num_components=3, w_init="onehot"), 10, D_IN, 2)
