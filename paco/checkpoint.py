@@ -34,7 +34,7 @@ from flax import serialization
 from paco import config as config_lib
 from paco.config import Config
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the twin critics are a pair of parameter trees (1: one stacked tree)
 DIRECTORY = "checkpoints"
 MANIFEST = "manifest.json"
 PARAMS = "params.msgpack"

@@ -109,7 +109,7 @@ class Networks:
         w = self.initial_w(k_w)
         actor = self.actor.init(k_actor, jnp.zeros(groups.shape[:2] + (self.actor.sizes[0],)), w)
         critic_in = jnp.zeros(groups.shape[:2] + (self.critic.sizes[0],))
-        critics = jax.vmap(lambda k: self.critic.init(k, critic_in, w))(jax.random.split(k_critic, 2))
+        critics = tuple(self.critic.init(k, critic_in, w) for k in jax.random.split(k_critic, 2))
         return {"actor": actor, "critic": critics, "w": w}
 
     def initial_w(self, key: jax.Array) -> jax.Array:
@@ -137,12 +137,13 @@ class Networks:
         return gaussian_head(out, self.log_std_min, self.log_std_max)
 
     def q_values(self, critic_params, w, obs, onehot, action) -> jax.Array:
-        """Both critics' Q(s, a) for grouped samples: (2, G, B)."""
+        """Both critics' Q(s, a) for grouped samples: (2, G, B); `critic_params` is a pair of parameter trees."""
         x = network_input(obs, onehot if self.arch.critic.onehot_input else None, action)
-        # One call per critic rather than a vmap: vmapped, the composed layers become dots with two batch
-        # dimensions (critic, task) that XLA on CPU runs far below its matmul rate; as separate calls,
-        # the two critics' matmuls can also run side by side on the CPU's cores.
-        twins = [self.critic.apply(jax.tree.map(lambda p: p[i], critic_params), x, w) for i in range(2)]
+        # Two trees and one call per critic, rather than one stacked tree and a vmap: vmapped, the composed
+        # layers become dots with two batch dimensions (critic, task) that XLA on CPU runs far below its
+        # matmul rate, and a stacked tree is sliced in every forward pass and its gradients padded back into
+        # the stack. As separate calls, the two critics' matmuls can also run side by side on the CPU's cores.
+        twins = [self.critic.apply(params, x, w) for params in critic_params]
         return jnp.stack(twins)[..., 0]
 
     def policy_weights(self, actor_params, w) -> tuple:

@@ -38,7 +38,7 @@ class TaskLosses(NamedTuple):
 
 
 class TrainState(flax.struct.PyTreeNode):
-    params: dict  # actor, critic (twin, stacked), w (T, K), log_alpha (T,)
+    params: dict  # actor, critic (a pair of trees: the twin critics), w (T, K), log_alpha (T,)
     target_critic: Any
     opt_state: Any
     key: jax.Array

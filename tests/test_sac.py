@@ -81,8 +81,7 @@ def np_policy(params, w, obs, noise, onehot_input):
 
 def np_q(critics, w, obs, action, onehot_input):
     qs = []
-    for c in range(2):
-        single = jax.tree.map(lambda p: np.asarray(p[c]), critics)
+    for single in critics:
         x = with_onehot(obs, action) if onehot_input else np.concatenate([obs, action], -1)
         qs.append(np_mlp(single, w, x)[..., 0])
     return np.stack(qs)
