@@ -206,8 +206,8 @@ def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, 
     env step overlapping the update, and its parts alone: the suite's vector env stepped under random
     actions, and the trainer's update on a fixed batch (each from the state the one before left).
 
-    The four are timed in alternating rounds of equal length, so that a change in the machine's load
-    falls on the loops and on the parts the bound is computed from alike.
+    The four are timed round-robin in chunks of equal length (`interleaved_seconds`), so that a change in the
+    machine's load falls on the loops and on the parts the bound is computed from alike.
     """
     from paco.envs import make_env
     from paco.trainer import Trainer
@@ -225,40 +225,33 @@ def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, 
                 trainer.collect()
             batch = trainer.replay.sample(config.sac.batch_per_task)
             state = trainer.state
-            times = {"loop": [], "loop_overlap": [], "env": [], "update": []}
 
-            def updates():  # each from the state the one before left, as in the loop
-                nonlocal state
-                for _ in range(chunk):
-                    state = jax.block_until_ready(trainer.update(state, batch))[0]
-
-            def timed(name, run):
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
-
-            def steps(overlap):
+            def loop(overlap):
                 trainer.overlap = overlap
                 for _ in range(chunk):
                     trainer.collect()
                     trainer.learn()
                 trainer.finish_update()
 
-            # One more round than timed: the first compiles, and lets the process's heap grow to what it needs.
-            for _ in range(rounds + 1):
-                timed("loop", lambda: steps(False))
-                timed("loop_overlap", lambda: steps(True))
-                timed("env", lambda: [env.step(action) for action in actions])
-                timed("update", updates)
+            def env_alone():
+                for action in actions:
+                    env.step(action)
+
+            def update_alone():  # each from the state the one before left, as in the loop
+                nonlocal state
+                for _ in range(chunk):
+                    state = jax.block_until_ready(trainer.update(state, batch))[0]
+
+            seconds = interleaved_seconds({"loop": lambda: loop(False), "loop_overlap": lambda: loop(True),
+                                           "env": env_alone, "update": update_alone}, rounds)
         finally:
             env.close()
             trainer.logger.close()
             trainer.env.close()
             trainer.eval_env.close()
-    seconds = {name: sum(t[1:]) for name, t in times.items()}
-    env_steps = rounds * chunk * tasks
+    env_steps = chunk * tasks  # per timed call
     return {"tasks": tasks, "loop": env_steps / seconds["loop"], "loop_overlap": env_steps / seconds["loop_overlap"],
-            "env": env_steps / seconds["env"], "update": seconds["update"] / (rounds * chunk)}
+            "env": env_steps / seconds["env"], "update": seconds["update"] / chunk}
 
 
 # -- the command ----------------------------------------------------------------------------------------
