@@ -121,7 +121,6 @@ class Trainer:
                 bar.set_postfix(eval_success=f"{final['success_rate']:.2f}")
             if self._checkpoint_due() or self.env_steps >= total:
                 self.save_checkpoint()
-        self.finish_update()
         bar.close()
         self.logger.close()
         return final
