@@ -63,7 +63,7 @@ def np_mlp(params, w, x):
                 kernel, bias = np.tensordot(w[task], kernel, 1), w[task] @ bias
             else:
                 kernel, bias = kernel[0], bias[0]
-            h = h @ kernel + bias
+            h = h @ kernel.T + bias  # kernels are stored (out, in)
             if i < len(names) - 1:
                 h = np.maximum(h, 0)
         out.append(h)
@@ -75,7 +75,9 @@ def np_policy(params, w, obs, noise, onehot_input):
     mean, raw = out[..., :ACT], out[..., ACT:]
     log_std = LOG_STD[0] + 0.5 * (LOG_STD[1] - LOG_STD[0]) * (np.tanh(raw) + 1)
     u = mean + np.exp(log_std) * noise
-    log_prob = np.sum(-0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi) - np.log(1 - np.tanh(u) ** 2), -1)
+    # log(1 - tanh(u)^2) = log(4 / (e^u + e^-u)^2), written so that it stays finite where tanh(u) rounds to 1.
+    log_det = 2 * (np.log(2) - np.abs(u) - np.log1p(np.exp(-2 * np.abs(u))))
+    log_prob = np.sum(-0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi) - log_det, -1)
     return np.tanh(u), log_prob
 
 
