@@ -49,9 +49,9 @@ class Agent:
         self.task_names = task_names(config.env)
         actor_layers = params["actor"]["params"]
         first, last = actor_layers["layers_0"]["kernel"], actor_layers[f"layers_{len(actor_layers) - 1}"]["kernel"]
-        self.action_dim = int(last.shape[-2]) // 2
+        self.action_dim = int(last.shape[-1]) // 2
         onehot_input = METHODS[config.network.method](config.network, self.num_tasks).actor.onehot_input
-        self.obs_dim = int(first.shape[-1]) - (self.num_tasks if onehot_input else 0)
+        self.obs_dim = int(first.shape[-2]) - (self.num_tasks if onehot_input else 0)
         self.networks = Networks.build(config.network, self.num_tasks, self.obs_dim, self.action_dim)
         expected = jax.eval_shape(self.networks.init, jax.random.PRNGKey(0))
         if _shapes({"actor": params["actor"], "w": params["w"]}) != _shapes({"actor": expected["actor"],

@@ -25,7 +25,7 @@ from paco import presets
 from paco.allocator import keep_freed_memory
 from paco.config import Config
 from paco.methods import Networks
-from paco.nets import ComposedMLP, forward
+from paco.nets import ComposedMLP, dense
 from paco.sac import Batch, init_state, make_update
 
 METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM = 39, 4
@@ -117,10 +117,10 @@ class OutputMixingMLP(ComposedMLP):
     def __call__(self, x: jax.Array, w: jax.Array | None) -> jax.Array:
         for i, (layer, composed) in enumerate(zip(self.layers, self.composed)):
             if composed:
-                outputs = jnp.einsum("gbi,koi->gbko", x, layer.kernel) + layer.bias
+                outputs = jnp.einsum("gbi,kio->gbko", x, layer.kernel) + layer.bias
                 x = jnp.einsum("gbko,gk->gbo", outputs, w)
             else:
-                x = forward((layer.compose(None),), x)
+                x = dense(layer.compose(None), x)
             if i < len(self.layers) - 1:
                 x = jax.nn.relu(x)
         return x

@@ -34,7 +34,7 @@ from flax import serialization
 from paco import config as config_lib
 from paco.config import Config
 
-FORMAT_VERSION = 3  # 3: kernels stored (out, in); 2: (in, out), twin critics as a pair of trees; 1: one stacked tree
+FORMAT_VERSION = 2  # 2: the twin critics are a pair of parameter trees (1: one stacked tree)
 DIRECTORY = "checkpoints"
 MANIFEST = "manifest.json"
 PARAMS = "params.msgpack"

@@ -14,7 +14,7 @@ T, K, B, D_IN, D_OUT = 3, 4, 5, 6, 7
 
 def numpy_mlp(layers, x):
     for i, (kernel, bias) in enumerate(layers):
-        x = x @ kernel.T + bias  # kernels are stored (out, in)
+        x = x @ kernel + bias
         if i < len(layers) - 1:
             x = np.maximum(x, 0)
     return x
@@ -25,7 +25,7 @@ def test_composed_layer_equals_each_tasks_own_dense_layer():
     key_p, key_x, key_w, key_phi = jax.random.split(jax.random.PRNGKey(0), 4)
     params = layer.init(key_p, jnp.zeros((T, 1, D_IN)), jnp.ones((T, K)))
     # Distinct slices (the real init makes them identical, which would hide mistakes in the mixing).
-    phi_w = np.asarray(jax.random.normal(key_phi, (K, D_OUT, D_IN)))
+    phi_w = np.asarray(jax.random.normal(key_phi, (K, D_IN, D_OUT)))
     phi_b = np.asarray(jax.random.normal(key_phi, (K, D_OUT))) + 1.0
     params = {"params": {"kernel": jnp.asarray(phi_w), "bias": jnp.asarray(phi_b)}}
     x = np.asarray(jax.random.normal(key_x, (T, B, D_IN)))
@@ -34,7 +34,7 @@ def test_composed_layer_equals_each_tasks_own_dense_layer():
     for task in range(T):
         kernel = sum(w[task, k] * phi_w[k] for k in range(K))
         bias = sum(w[task, k] * phi_b[k] for k in range(K))
-        np.testing.assert_allclose(got[task], x[task] @ kernel.T + bias, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got[task], x[task] @ kernel + bias, rtol=1e-5, atol=1e-5)
 
 
 def test_parameter_set_slices_start_identical():
@@ -47,10 +47,10 @@ def test_parameter_set_slices_start_identical():
 
 @pytest.mark.parametrize("n_in, n_out", [(50, 400), (400, 50)])
 def test_kernel_init_is_pytorch_default_uniform_over_fan_in(n_in, n_out):
-    """U(-1/sqrt(in), 1/sqrt(in)) whatever the layout: the bound must follow the input width."""
+    """U(-1/sqrt(in), 1/sqrt(in)), the authors' (PyTorch's) init: the bound follows the input width."""
     layer = CompositionalDense(n_in, n_out, 2)
     kernel = np.asarray(layer.init(jax.random.PRNGKey(5), jnp.zeros((1, 1, n_in)), jnp.ones((1, 2)))["params"]["kernel"])
-    assert kernel.shape == (2, n_out, n_in)
+    assert kernel.shape == (2, n_in, n_out)
     bound = 1 / np.sqrt(n_in)
     assert np.abs(kernel).max() <= bound
     assert np.abs(kernel).max() > 0.99 * bound

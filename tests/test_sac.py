@@ -63,7 +63,7 @@ def np_mlp(params, w, x):
                 kernel, bias = np.tensordot(w[task], kernel, 1), w[task] @ bias
             else:
                 kernel, bias = kernel[0], bias[0]
-            h = h @ kernel.T + bias  # kernels are stored (out, in)
+            h = h @ kernel + bias
             if i < len(names) - 1:
                 h = np.maximum(h, 0)
         out.append(h)
