@@ -160,7 +160,7 @@ def update_stepper(networks: Networks, config: Config) -> Callable[[], object]:
 def interleaved_seconds(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Median time of each call, timed round-robin so that a change in the machine's load (other
     processes) falls on all of them alike and their ratios (to each other, to the peak) stay meaningful.
-    Three untimed rounds first: compilation, and the process's heap growing to what the calls need."""
+    `WARMUP_ROUNDS` untimed rounds first: compilation, and the process's heap growing to what the calls need."""
     for _ in range(WARMUP_ROUNDS):
         for step in steps.values():
             jax.block_until_ready(step())

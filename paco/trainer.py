@@ -230,15 +230,18 @@ class Trainer:
             return
         (metrics, env_steps), self.update_in_flight = jax.device_get(self.update_in_flight), None
         self.update_metrics.append(metrics)
+        masked = np.flatnonzero(~metrics["healthy"] | ~np.isfinite(metrics["loss/task"]))
+        if metrics["finite_grad"] and not masked.size:
+            return
+        update = int(self.state.updates)  # the update just finished: the next is not dispatched yet
         if not metrics["finite_grad"]:
-            self.logger.event({"event": "nonfinite_grad", "env_steps": env_steps,
-                               "update": int(self.state.updates)})
+            self.logger.event({"event": "nonfinite_grad", "env_steps": env_steps, "update": update})
         mode = self.config.stability.mode
         event = {"vanilla": "nonfinite_loss", "maskout": "maskout"}.get(mode, "reset")
         if event == "reset" and not self.networks.arch.w_trainable:
             event = "maskout"
-        for task in np.flatnonzero(~metrics["healthy"] | ~np.isfinite(metrics["loss/task"])):
-            self.logger.event({"event": event, "env_steps": env_steps, "update": int(self.state.updates),
+        for task in masked:
+            self.logger.event({"event": event, "env_steps": env_steps, "update": update,
                                "task": int(task), "task_name": self.task_names[task],
                                "loss": float(metrics["loss/task"][task])})
 
