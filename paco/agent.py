@@ -1,8 +1,8 @@
 """A trained agent as a plain Python object, built from a run directory alone.
 
-`load_agent(run_dir)` restores the actor and the compositional vectors of a checkpoint, composes the actor
-once per task, and returns an `Agent` that acts on any batch of observations with any mix of tasks in one
-jitted call. It satisfies Meta-World's `Agent` protocol (`eval_action`, `reset`), so
+`load_agent(run_dir)` rebuilds the run's method from its config, restores the parameters of a checkpoint,
+prepares the policy once (PaCo: composes the actor for every task), and returns an `Agent` that acts on any
+batch of observations with any mix of tasks in one jitted call. It satisfies Meta-World's `Agent` protocol (`eval_action`, `reset`), so
 `metaworld.evaluation.evaluation(load_agent(run_dir), envs)` scores a run directly.
 """
 
@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from paco.checkpoint import CheckpointError, restore_params
 from paco.config import Config
-from paco.envs import task_names
-from paco.methods import METHODS, Networks, select_tasks
+from paco.envs import env_dims, task_names
+from paco.methods import Method, build_method
 from paco.nets import sample_tanh_gaussian
 
 
@@ -26,11 +27,10 @@ def _shapes(tree) -> dict:
     return {jax.tree_util.keystr(path): tuple(np.shape(leaf)) for path, leaf in leaves}
 
 
-def _make_act(networks: Networks):
+def _make_act(method: Method):
     @jax.jit
-    def act(policy_weights, obs, task_ids, key):
-        weights = select_tasks(policy_weights, task_ids)  # one group per sample
-        mean, log_std = networks.policy_distribution(weights, obs[:, None], networks.onehot(task_ids))
+    def act(policy, obs, task_ids, key):
+        mean, log_std = method.policy_distribution(policy, obs[:, None], task_ids)  # one group per sample
         action = jnp.tanh(mean) if key is None else sample_tanh_gaussian(key, mean, log_std)[0]
         return action[:, 0]
 
@@ -40,26 +40,22 @@ def _make_act(networks: Networks):
 class Agent:
     """A saved policy: deterministic `eval_action` for Meta-World's scorer, `act` for explicit task ids.
 
-    Only the actor and w are kept; the actor is composed for every task once, here, so acting never
-    touches the parameter set again.
+    Only what acting needs is kept, prepared once here (PaCo: the actor composed for every task), so acting
+    never touches the parameter set again.
     """
 
     def __init__(self, config: Config, params: dict, step: int = 0):
         self.config, self.step = config, step
         self.task_names = task_names(config.env)
-        actor_layers = params["actor"]["params"]
-        first, last = actor_layers["layers_0"]["kernel"], actor_layers[f"layers_{len(actor_layers) - 1}"]["kernel"]
-        self.action_dim = int(last.shape[-1]) // 2
-        onehot_input = METHODS[config.network.method](config.network, self.num_tasks).actor.onehot_input
-        self.obs_dim = int(first.shape[-2]) - (self.num_tasks if onehot_input else 0)
-        self.networks = Networks.build(config.network, self.num_tasks, self.obs_dim, self.action_dim)
-        expected = jax.eval_shape(self.networks.init, jax.random.PRNGKey(0))
-        if _shapes({"actor": params["actor"], "w": params["w"]}) != _shapes({"actor": expected["actor"],
-                                                                           "w": expected["w"]}):
+        self.obs_dim, self.action_dim = env_dims(config.env)
+        self.method = build_method(config.network, self.task_names, self.obs_dim, self.action_dim)
+        expected = jax.eval_shape(self.method.init, jax.random.PRNGKey(0))
+        params = flax.serialization.from_state_dict(expected, {k: v for k, v in params.items() if k != "log_alpha"})
+        if _shapes(params) != _shapes(expected):
             raise ValueError(f"parameters do not fit the configured networks "
-                             f"({config.network.method}, hidden {config.network.hidden}, {self.num_tasks} tasks)")
-        self.policy_weights = self.networks.policy_weights(params["actor"], self.networks.task_vectors(params["w"]))
-        self._act = _make_act(self.networks)
+                             f"({config.network.name}, {self.num_tasks} tasks)")
+        self.policy = self.method.policy(params)
+        self._act = _make_act(self.method)
 
     @property
     def num_tasks(self) -> int:
@@ -79,7 +75,7 @@ class Agent:
             raise ValueError(f"{len(obs)} observations but {len(ids)} task ids")
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_tasks):
             raise ValueError(f"task ids must lie in 0..{self.num_tasks - 1}, got {ids.min()}..{ids.max()}")
-        return np.asarray(self._act(self.policy_weights, obs, ids, key), np.float64)
+        return np.asarray(self._act(self.policy, obs, ids, key), np.float64)
 
     def eval_action(self, observations: np.ndarray) -> np.ndarray:
         """Deterministic actions for Meta-World observations with the task one-hot appended (use_one_hot=True)."""

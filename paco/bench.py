@@ -24,12 +24,17 @@ from paco import config as config_lib
 from paco import presets
 from paco.allocator import keep_freed_memory
 from paco.config import Config
-from paco.methods import Networks
+from paco.envs import METAWORLD_ACTION_DIM, METAWORLD_OBS_DIM
+from paco.methods import build_method
+from paco.methods.compositional import Compositional
 from paco.nets import ComposedMLP, dense
 from paco.sac import Batch, init_state, make_update
 
-METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM = 39, 4
 WARMUP_ROUNDS = 3
+# What `--methods` can time: the MT10-rand preset of each row of Table 1 (and beyond), at the shapes given.
+BENCH_PRESETS = {"mtsac": "mt10-rand-mtsac", "mhsac": "mt10-rand-mhsac", "paco": "mt10-rand-paco",
+                 "film": "mt10-rand-film", "softmod": "mt10-rand-softmod", "care": "mt10-rand-care",
+                 "pcgrad": "mt10-rand-pcgrad"}
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -58,7 +63,7 @@ def _layers(mlp: ComposedMLP) -> list[tuple[int, int, bool]]:
     return [(n_in, n_out, c) for n_in, n_out, c in zip(mlp.sizes[:-1], mlp.sizes[1:], mlp.composed)]
 
 
-def update_matmul_flops(networks: Networks, batch_per_task: int) -> dict[str, float]:
+def update_matmul_flops(networks: Compositional, batch_per_task: int) -> dict[str, float]:
     """Matmul FLOPs (2 per multiply-add) of one `make_update` step, by part; kernels only, biases ignored.
 
     With N = tasks · batch rows, a dense layer (in → out) costs 2·N·in·out for its forward pass, the same
@@ -126,7 +131,7 @@ class OutputMixingMLP(ComposedMLP):
         return x
 
 
-def output_mixing(networks: Networks) -> Networks:
+def output_mixing(networks: Compositional) -> Compositional:
     def mixing(mlp: ComposedMLP) -> OutputMixingMLP:
         return OutputMixingMLP(mlp.sizes, mlp.composed, mlp.num_components)
 
@@ -143,11 +148,11 @@ def synthetic_batch(tasks: int, batch_per_task: int, obs_dim: int, action_dim: i
                  jnp.zeros((tasks, batch_per_task)))
 
 
-def update_stepper(networks: Networks, config: Config) -> Callable[[], object]:
+def update_stepper(method, config: Config) -> Callable[[], object]:
     """A call that runs one full update (critics, actor, temperatures, targets) on a fixed batch."""
-    batch = synthetic_batch(networks.num_tasks, config.sac.batch_per_task, networks.obs_dim, networks.action_dim)
-    update = make_update(networks, config)
-    state = init_state(networks, config.sac, jax.random.PRNGKey(0))
+    batch = synthetic_batch(method.num_tasks, config.sac.batch_per_task, method.obs_dim, method.action_dim)
+    update = make_update(method, config)
+    state = init_state(method, config, jax.random.PRNGKey(0))
 
     def step():
         nonlocal state
@@ -174,9 +179,20 @@ def interleaved_seconds(steps: dict[str, Callable[[], object]], repeats: int) ->
 
 
 def bench_config(method: str, options: argparse.Namespace) -> Config:
-    base = presets.get("mt10-rand-paco" if method == "paco" else "mt10-rand-mtsac")
-    return config_lib.replace(base, network={"hidden": tuple(options.hidden), "num_components": options.components},
+    """The method's MT10-rand preset at the shapes of the options (hidden widths and K where it has them)."""
+    base = presets.get(BENCH_PRESETS[method])
+    fields = {f.name for f in dataclasses.fields(base.network)}
+    shapes = {"hidden": tuple(options.hidden), "num_components": options.components}
+    return config_lib.replace(base, network={k: v for k, v in shapes.items() if k in fields},
                               sac={"batch_per_task": options.batch_per_task})
+
+
+def bench_method(config: Config, tasks: int):
+    """The config's method for the first `tasks` tasks of MT50 (CARE reads their description embeddings)."""
+    from paco.envs import task_names
+
+    names = task_names(config_lib.replace(config, env={"suite": "MT50"}).env)[:tasks]
+    return build_method(config.network, names, METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM)
 
 
 # -- acting ---------------------------------------------------------------------------------------------
@@ -184,10 +200,9 @@ def act_seconds(config: Config, tasks: int, repeats: int) -> float:
     """One exploration action for every task's env, from weights composed once, back on the host."""
     from paco.trainer import make_policies
 
-    networks = Networks.build(config.network, tasks, METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM)
-    state = init_state(networks, config.sac, jax.random.PRNGKey(0))
-    policy = networks.policy_weights(state.params["actor"], networks.task_vectors(state.params["w"]))
-    explore, _ = make_policies(networks)
+    method = bench_method(config, tasks)
+    policy = method.policy(init_state(method, config, jax.random.PRNGKey(0)).params)
+    explore, _ = make_policies(method)
     obs = np.random.default_rng(0).normal(size=(tasks, METAWORLD_OBS_DIM)).astype(np.float32)
     key = jax.random.PRNGKey(0)
     calls = 50
@@ -246,9 +261,7 @@ def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, 
                                            "env": env_alone, "update": update_alone}, rounds)
         finally:
             env.close()
-            trainer.logger.close()
-            trainer.env.close()
-            trainer.eval_env.close()
+            trainer.close()
     env_steps = chunk * tasks  # per timed call
     return {"tasks": tasks, "loop": env_steps / seconds["loop"], "loop_overlap": env_steps / seconds["loop_overlap"],
             "env": env_steps / seconds["env"], "update": seconds["update"] / chunk}
@@ -269,9 +282,9 @@ def run(options: argparse.Namespace) -> dict[str, float]:
           f"{'x'.join(map(str, options.hidden))}, K={options.components}, obs {METAWORLD_OBS_DIM}, "
           f"action {METAWORLD_ACTION_DIM}; median of {options.repeats}", flush=True)
     size = options.matmul_size or (2048 if jax.default_backend() == "cpu" else 8192)
-    configs = {method: bench_config(method, options) for method in ("mtsac", "paco")}
-    networks = {method: Networks.build(c.network, options.tasks, METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM)
-                for method, c in configs.items()}
+    methods = list(dict.fromkeys(["mtsac", "paco", *options.methods]))
+    configs = {method: bench_config(method, options) for method in methods}
+    networks = {method: bench_method(c, options.tasks) for method, c in configs.items()}
     steps = {method: update_stepper(networks[method], configs[method]) for method in configs}
     steps["mixing"] = update_stepper(output_mixing(networks["paco"]), configs["paco"])
     steps["peak"] = peak_matmul(size)
@@ -290,6 +303,11 @@ def run(options: argparse.Namespace) -> dict[str, float]:
                f"  of peak:                        {100 * rate / peak:9.1f} %")
     ratio = seconds["paco"] / seconds["mtsac"]
     report("paco_over_mtsac", ratio, f"PaCo / MT-SAC update time:        {ratio:9.2f}")
+    for method in methods[2:]:
+        ratio = seconds[method] / seconds["mtsac"]
+        report(f"update_{method}_ms", 1e3 * seconds[method],
+               f"update {BENCH_PRESETS[method] + ':':<26}{1e3 * seconds[method]:9.2f} ms  ({ratio:.2f} x MT-SAC)")
+        report(f"{method}_over_mtsac", ratio, f"  / MT-SAC update time:           {ratio:9.2f}")
 
     mixing = seconds["mixing"]
     report("update_paco_output_mixing_ms", 1e3 * mixing,
@@ -330,13 +348,39 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--vector-steps", type=int, default=100,
                    help="vector-env steps timed for env stepping and for the training loop")
     p.add_argument("--matmul-size", type=int, default=0, help="side of the peak matmul (default 2048 CPU, 8192 else)")
+    p.add_argument("--methods", default="", metavar="NAME,...",
+                   help=f"also time these methods' updates against MT-SAC's ('all', or from: {', '.join(BENCH_PRESETS)})")
     return p
 
 
+def check(options: argparse.Namespace) -> None:
+    """Raise ValueError naming the first option that cannot work, before anything is built."""
+    from paco.envs import task_names
+
+    positive = {"--tasks": options.tasks, "--batch-per-task": options.batch_per_task, "--repeats": options.repeats,
+                "--components": options.components, "--vector-steps": options.vector_steps,
+                "--hidden": min(options.hidden)}
+    for name, value in positive.items():
+        if value < 1:
+            raise ValueError(f"{name} must be positive, got {value}")
+    if options.matmul_size < 0:
+        raise ValueError(f"--matmul-size must not be negative, got {options.matmul_size}")
+    if options.tasks > 50:
+        raise ValueError(f"--tasks is at most 50 (the MT50 tasks give the shapes), got {options.tasks}")
+    unknown = [m for m in options.methods if m not in BENCH_PRESETS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r} for --methods; known: all, {', '.join(BENCH_PRESETS)}")
+    task_names(config_lib.replace(presets.get("pointmass-paco"), env={"suite": options.suite}).env)
+
+
 def main(args: list[str]) -> None:
+    """`paco bench`; a bad option raises ValueError with a one-line message."""
     options = parser().parse_args(args)
     if len(options.hidden) == 1:
         options.hidden = options.hidden * 3
+    names = [m.strip() for m in options.methods.split(",") if m.strip()]
+    options.methods = list(BENCH_PRESETS) if names == ["all"] else names
+    check(options)
     results = run(options)
     if options.json:
         with open(options.json, "w") as f:

@@ -34,7 +34,8 @@ from flax import serialization
 from paco import config as config_lib
 from paco.config import Config
 
-FORMAT_VERSION = 2  # 2: the twin critics are a pair of parameter trees (1: one stacked tree)
+FORMAT_VERSION = 3  # 3: one config class per method, optimiser groups by parameter role; 2: twin critics as
+#                    a pair of parameter trees (1: one stacked tree)
 DIRECTORY = "checkpoints"
 MANIFEST = "manifest.json"
 PARAMS = "params.msgpack"

@@ -103,7 +103,8 @@ def parse_train_args(args: list[str]) -> TrainRequest:
             raise UsageError(f"cannot resume: {error}") from None
         default = presets.get(known.preset) if known.preset else saved
         name = known.preset or saved.preset or "custom"
-        config = _tyro_cli(default, rest, f"paco train --resume {known.resume}", presets.PRESETS.get(name, ("",))[0])
+        description = presets.PRESETS[name].description if name in presets.PRESETS else ""
+        config = _tyro_cli(default, rest, f"paco train --resume {known.resume}", description)
         differences = _differences(config, saved)
         if differences:
             raise UsageError(f"cannot resume {known.resume}: its config differs from the one given "
@@ -111,7 +112,7 @@ def parse_train_args(args: list[str]) -> TrainRequest:
         config = dataclasses.replace(saved, out=str(known.resume))
     else:
         name = known.preset or "cpu-quick"
-        config = _tyro_cli(presets.get(name), rest, f"paco train --preset {name}", presets.PRESETS[name][0])
+        config = _tyro_cli(presets.get(name), rest, f"paco train --preset {name}", presets.PRESETS[name].description)
     try:
         config_lib.validate(config)
     except ValueError as error:
@@ -138,8 +139,10 @@ def run_directory(config: Config) -> Path:
 
 def list_presets() -> None:
     width = max(len(name) for name in presets.PRESETS)
-    for name, (doc, _) in presets.PRESETS.items():
-        print(f"{name:<{width}}  {doc}")
+    result_width = max(len(p.result) for p in presets.PRESETS.values())
+    print(f"{'preset':<{width}}  {'reproduces':<{result_width}}  description")
+    for name, preset in presets.PRESETS.items():
+        print(f"{name:<{width}}  {preset.result or '-':<{result_width}}  {preset.description}")
 
 
 def evaluate(args: list[str]) -> None:
@@ -186,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "bench":
             from paco.bench import main as bench
 
-            bench(rest)
+            try:
+                bench(rest)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
         else:
             raise UsageError(f"unknown command {command!r}; commands: train, presets, evaluate, bench")
     except UsageError as error:

@@ -6,6 +6,7 @@ is the group index and never has to be sliced off an observation.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import flax.struct
@@ -15,8 +16,9 @@ import optax
 
 from paco import stability
 from paco.config import Config, SACConfig
-from paco.methods import Networks
+from paco.methods import FROZEN, Method
 from paco.nets import sample_tanh_gaussian
+from paco.optim import SURGERIES
 
 
 class Batch(NamedTuple):
@@ -38,7 +40,7 @@ class TaskLosses(NamedTuple):
 
 
 class TrainState(flax.struct.PyTreeNode):
-    params: dict  # actor, critic (a pair of trees: the twin critics), w (T, K), log_alpha (T,)
+    params: dict  # the method's (actor, critic, shared task params such as PaCo's w) and log_alpha (T,)
     target_critic: Any
     opt_state: Any
     key: jax.Array
@@ -51,29 +53,27 @@ def td_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
     return reward + gamma * (1.0 - terminated) * soft_value
 
 
-def make_losses(networks: Networks, config: SACConfig) -> Callable[..., TaskLosses]:
-    target_entropy = networks.action_dim * config.target_entropy_per_action_dim
-    onehot = networks.onehot()
+def make_losses(method: Method, config: SACConfig) -> Callable[..., TaskLosses]:
+    target_entropy = method.action_dim * config.target_entropy_per_action_dim
 
     def losses(params: dict, target_critic: Any, batch: Batch, key: jax.Array) -> TaskLosses:
         k_next, k_pi = jax.random.split(key)
-        w = networks.task_vectors(params["w"])
         alpha = jax.lax.stop_gradient(jnp.exp(params["log_alpha"]))
-        frozen_actor, frozen_critic, frozen_w = jax.lax.stop_gradient((params["actor"], params["critic"], w))
+        frozen = jax.lax.stop_gradient(params)
 
-        # Critics: regress both onto the soft TD target of the target critics (which read the live w).
-        next_mean, next_log_std = networks.actor_distribution(frozen_actor, frozen_w, batch.next_obs, onehot)
+        # Critics: regress both onto the soft TD target of the target critics (which read the live task params).
+        next_mean, next_log_std = method.actor_distribution(frozen, batch.next_obs)
         next_action, next_log_prob = sample_tanh_gaussian(k_next, next_mean, next_log_std)
-        next_q = networks.q_values(target_critic, frozen_w, batch.next_obs, onehot, next_action).min(0)
+        next_q = method.q_values(frozen, target_critic, batch.next_obs, next_action).min(0)
         target = jax.lax.stop_gradient(
             td_target(batch.reward, batch.terminated, next_q, next_log_prob, alpha, config.gamma))
-        q = networks.q_values(params["critic"], w, batch.obs, onehot, batch.action)
+        q = method.q_values(params, params["critic"], batch.obs, batch.action)
         critic_loss = jnp.mean((q - target) ** 2, axis=-1).sum(0)
 
-        # Actor: trains the actor's parameters and w through the actor; the critics are held fixed.
-        mean, log_std = networks.actor_distribution(params["actor"], w, batch.obs, onehot)
+        # Actor: trains the actor's parameters (and shared task params such as PaCo's w); critics held fixed.
+        mean, log_std = method.actor_distribution(params, batch.obs)
         action, log_prob = sample_tanh_gaussian(k_pi, mean, log_std)
-        q_pi = networks.q_values(frozen_critic, frozen_w, batch.obs, onehot, action).min(0)
+        q_pi = method.q_values(frozen, frozen["critic"], batch.obs, action).min(0)
         actor_loss = jnp.mean(alpha[:, None] * log_prob - q_pi, axis=-1)
 
         # Temperatures: one per task, towards the target entropy.
@@ -83,36 +83,51 @@ def make_losses(networks: Networks, config: SACConfig) -> Callable[..., TaskLoss
     return losses
 
 
-def make_optimizer(config: SACConfig, networks: Networks) -> optax.GradientTransformation:
-    """Adam per parameter group; w is frozen for methods whose w is fixed (MT-SAC, multi-head, single-task)."""
-    adam = {"actor": optax.adam(config.actor_lr), "critic": optax.adam(config.critic_lr),
-            "w": optax.adam(config.w_lr), "log_alpha": optax.adam(config.alpha_lr), "frozen": optax.set_to_zero()}
-    labels = {"actor": "actor", "critic": "critic", "log_alpha": "log_alpha",
-              "w": "w" if networks.arch.w_trainable else "frozen"}
-    return optax.multi_transform(adam, labels)
+def parameter_labels(method: Method, params: dict) -> dict:
+    """The optimiser group of every leaf: its top-level key (actor, critic, w, log_alpha, ...) or 'frozen'."""
+    roles = method.roles({k: v for k, v in params.items() if k != "log_alpha"})
+    labels = {key: jax.tree.map(lambda role, key=key: "frozen" if role == FROZEN else key, tree)
+              for key, tree in roles.items()}
+    return {**labels, "log_alpha": "log_alpha"}
 
 
-def init_state(networks: Networks, config: SACConfig, key: jax.Array) -> TrainState:
+def make_optimizer(config: Config, method: Method) -> optax.GradientTransformation:
+    """Adam per parameter group, frozen parameters never move; with gradient surgery, each group's per-task
+    gradients are combined by it first (so PCGrad projects the actor's and the critics' gradients apart)."""
+    sac = config.sac
+    rates = {"actor": sac.actor_lr, "critic": sac.critic_lr, "log_alpha": sac.alpha_lr, **method.learning_rates()}
+    groups = {name: optax.adam(lr) for name, lr in rates.items()}
+    groups["frozen"] = optax.set_to_zero()
+    if config.optim.surgery != "none":
+        surgery = SURGERIES[config.optim.surgery]
+        groups = {name: optax.chain(surgery(seed=i), inner) for i, (name, inner) in enumerate(groups.items())}
+    return optax.multi_transform(groups, functools.partial(parameter_labels, method))
+
+
+def init_state(method: Method, config: Config, key: jax.Array) -> TrainState:
     k_init, k_state = jax.random.split(key)
-    params = networks.init(k_init)
+    params = method.init(k_init)
     # float32, not weakly typed: otherwise the first updates change the state's types and recompile.
-    params["log_alpha"] = jnp.full((networks.num_tasks,), config.log_alpha_init, jnp.float32)
-    optimizer = make_optimizer(config, networks)
+    params["log_alpha"] = jnp.full((method.num_tasks,), config.sac.log_alpha_init, jnp.float32)
+    optimizer = make_optimizer(config, method)
     return TrainState(params, params["critic"], optimizer.init(params), k_state, jnp.zeros((), jnp.int32))
 
 
-def make_update(networks: Networks, config: Config) -> Callable:
+def make_update(method: Method, config: Config) -> Callable:
     """One jitted step: losses of all tasks, maskout, one Adam step on everything, Polyak, w-reset.
 
-    Returns `update(state, batch) -> (state, policy_weights, metrics)`; `policy_weights` is the actor
-    composed for every task from the new parameters, which is all acting needs until the next update.
+    Returns `update(state, batch) -> (state, policy, metrics)`; `policy` is the method's policy prepared from
+    the new parameters (PaCo: the actor composed for every task), which is all acting needs until the next
+    update. With gradient surgery (`optim.surgery`) the optimiser receives one gradient per task, from one
+    reverse-mode jacobian of the per-task losses over the task-grouped batch.
     """
     sac, stab = config.sac, config.stability
-    losses_fn = make_losses(networks, sac)
-    optimizer = make_optimizer(sac, networks)
-    reset_w = stab.mode == "reset" and networks.arch.w_trainable
+    losses_fn = make_losses(method, sac)
+    optimizer = make_optimizer(config, method)
+    reset_w = stab.mode == "reset" and method.resets_task_vectors
+    per_task_gradients = config.optim.surgery != "none"
 
-    def total_loss(params, target_critic, batch, key):
+    def task_losses(params, target_critic, batch, key):
         # A task whose samples hold NaN/Inf is evaluated on zeros instead, so that the zero weight maskout
         # gives it cannot turn into 0 * NaN in the backward pass; its reported loss stays non-finite.
         finite_data = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), -1) for x in batch]), 0)
@@ -120,13 +135,18 @@ def make_update(networks: Networks, config: Config) -> Callable:
         losses = losses_fn(params, target_critic, safe, key)
         per_task = jnp.where(finite_data, losses.critic + losses.actor + losses.alpha, jnp.nan)
         healthy = stability.healthy_tasks(jax.lax.stop_gradient(per_task), stab.loss_threshold, stab.mode)
-        return jnp.sum(jnp.where(healthy, per_task, 0.0)), (losses, per_task, healthy)
+        return jnp.where(healthy, per_task, 0.0), (losses, per_task, healthy)
+
+    def total_loss(params, target_critic, batch, key):
+        masked, aux = task_losses(params, target_critic, batch, key)
+        return jnp.sum(masked), aux
+
+    gradients = jax.jacrev(task_losses, has_aux=True) if per_task_gradients else jax.grad(total_loss, has_aux=True)
 
     @jax.jit
     def update(state: TrainState, batch: Batch):
         key, k_loss, k_reset = jax.random.split(state.key, 3)
-        grads, (losses, per_task, healthy) = jax.grad(total_loss, has_aux=True)(
-            state.params, state.target_critic, batch, k_loss)
+        grads, (losses, per_task, healthy) = gradients(state.params, state.target_critic, batch, k_loss)
         # A non-finite gradient never reaches the parameters: the step is skipped and reported. The global
         # norm is non-finite iff some gradient is (or the norm itself overflows, above ~1e19), and it is one
         # reduction per leaf where an elementwise isfinite mask would first be written out in full.
@@ -135,17 +155,16 @@ def make_update(networks: Networks, config: Config) -> Callable:
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         params["log_alpha"] = jnp.clip(params["log_alpha"], sac.log_alpha_min, sac.log_alpha_max)
-        target_critic = optax.incremental_update(params["critic"], state.target_critic, sac.tau)
+        target_critic = method.update_target(params["critic"], state.target_critic, sac.tau)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
         target_critic = keep(target_critic, state.target_critic)
         if reset_w:
-            params["w"] = stability.reset_exploded_w(params["w"], healthy, k_reset, stab.reset_weights)
+            params = method.reset_task_vectors(params, healthy, k_reset, stab.reset_weights)
         new_state = TrainState(params, target_critic, opt_state, key, state.updates + 1)
         metrics = {"loss/critic": losses.critic, "loss/actor": losses.actor, "loss/alpha": losses.alpha,
                    "loss/task": per_task, "alpha": jnp.exp(params["log_alpha"]), "entropy": losses.entropy,
                    "q": losses.q, "healthy": healthy, "finite_grad": finite, "grad_norm": grad_norm}
-        policy = networks.policy_weights(params["actor"], networks.task_vectors(params["w"]))
-        return new_state, policy, metrics
+        return new_state, method.policy(params), metrics
 
     return update

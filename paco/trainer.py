@@ -21,7 +21,7 @@ from paco.config import Config
 from paco.envs import make_env
 from paco.evaluation import evaluate, success_table
 from paco.logger import RunLogger
-from paco.methods import Networks
+from paco.methods import Method, build_method
 from paco.nets import sample_tanh_gaussian
 from paco.plots import plot_success
 from paco.replay import MultiTaskReplay
@@ -31,47 +31,65 @@ EVAL_SEED_OFFSET = 10_000
 RECENT_EPISODES = 10
 
 
-def make_policies(networks: Networks):
-    """Jitted acting for one observation per task, from weights composed once per update."""
-    onehot = networks.onehot()
+def make_policies(method: Method):
+    """Jitted acting for one observation per task, from the policy the update prepared."""
 
     @jax.jit
-    def explore(policy_weights, obs, key):
-        mean, log_std = networks.policy_distribution(policy_weights, obs[:, None], onehot)
+    def explore(policy, obs, key):
+        mean, log_std = method.policy_distribution(policy, obs[:, None])
         return sample_tanh_gaussian(key, mean, log_std)[0][:, 0]
 
     @jax.jit
-    def exploit(policy_weights, obs):
-        return jnp.tanh(networks.policy_distribution(policy_weights, obs[:, None], onehot)[0][:, 0])
+    def exploit(policy, obs):
+        return jnp.tanh(method.policy_distribution(policy, obs[:, None])[0][:, 0])
 
     return explore, exploit
+
+
+class Relaunch(Exception):
+    """The critic loss exploded: the run goes back to its newest good checkpoint on a new random stream."""
+
+
+class RelaunchLimit(Exception):
+    """The critic loss exploded once more after `stability.max_relaunches` relaunches: the run stops."""
+
+
+def relaunch_events(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return []
+    return [e for e in logger_lib.read_jsonl(path) if e.get("event") == "relaunch"]
 
 
 class Trainer:
     """Holds everything a run needs; `run()` trains to `config.train.total_env_steps`.
 
     A fresh trainer starts the run directory's logs and checkpoints anew; `resume=True` continues from the
-    newest good checkpoint instead (raises checkpoint.CheckpointError where there is none).
+    newest good checkpoint instead (raises checkpoint.CheckpointError where there is none). A run that has
+    relaunched continues on the random stream of its newest relaunch: the relaunch events of events.jsonl
+    survive every restart (`relaunched=True` starts over without a checkpoint but keeps them).
     """
 
-    def __init__(self, config: Config, run_dir: Path, resume: bool = False):
+    def __init__(self, config: Config, run_dir: Path, resume: bool = False, relaunched: bool = False):
         config_lib.validate(config)
         keep_freed_memory()
         self.config, self.run_dir = config, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.relaunches = relaunch_events(self.run_dir) if resume or relaunched else []
+        self.stream = len(self.relaunches)
         if not resume:
             config_lib.save(config, self.run_dir / "config.json")
-        self.env = make_env(config.env, config.seed)
+        self.env = make_env(config.env, config.seed, self.stream)
         self.eval_env = make_env(config.env, config.seed + EVAL_SEED_OFFSET)
         self.task_names = self.env.task_names
         t = self.env.num_tasks
-        self.networks = Networks.build(config.network, t, self.env.obs_dim, self.env.action_dim)
-        key_init, self.act_key = jax.random.split(jax.random.PRNGKey(config.seed))
-        self.state = init_state(self.networks, config.sac, key_init)
-        self.update = make_update(self.networks, config)
-        self.explore, self.exploit = make_policies(self.networks)
-        self.policy = self.networks.policy_weights(self.state.params["actor"],
-                                                   self.networks.task_vectors(self.state.params["w"]))
+        self.method = build_method(config.network, self.task_names, self.env.obs_dim, self.env.action_dim)
+        key = jax.random.PRNGKey(config.seed)
+        key_init, self.act_key = jax.random.split(jax.random.fold_in(key, self.stream) if self.stream else key)
+        self.state = init_state(self.method, config, key_init)
+        self.update = make_update(self.method, config)
+        self.explore, self.exploit = make_policies(self.method)
+        self.policy = self.method.policy(self.state.params)
         self.acting_policy = self.policy  # what `collect` acts with: `policy`, or the one before it (overlap)
         overlap = config.train.overlap_env_and_update
         self.overlap = overlap == "on" or (overlap == "auto" and jax.default_backend() != "cpu")
@@ -93,6 +111,9 @@ class Trainer:
             shutil.rmtree(checkpoint.directory(self.run_dir), ignore_errors=True)
             shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
             self.logger = RunLogger(self.run_dir, fresh=True)
+            self._keep_relaunch_events()
+            if self.stream:
+                self._new_random_stream()
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -122,8 +143,12 @@ class Trainer:
             if self._checkpoint_due() or self.env_steps >= total:
                 self.save_checkpoint()
         bar.close()
-        self.logger.close()
         return final
+
+    def close(self) -> None:
+        self.logger.close()
+        self.env.close()
+        self.eval_env.close()
 
     def _crossed(self, every: int) -> bool:
         t = self.env.num_tasks
@@ -151,6 +176,7 @@ class Trainer:
             "act_key": np.asarray(self.act_key), "action_rng": self.action_rng.bit_generator.state,
             "replay": {k: replay.pop(k) for k in ("position", "size", "rng")},
             "env": self.env.get_state(), "eval_env": self.eval_env.get_state(), "logs": self.logger.offsets(),
+            "stream": self.stream,
         }
         path = checkpoint.save(self.run_dir, checkpoint.Snapshot(self.env_steps, params, state, replay, trainer),
                                self.config.train.keep_checkpoints)
@@ -191,6 +217,23 @@ class Trainer:
         except ValueError as error:
             raise checkpoint.CheckpointError(str(error)) from None
         self.logger = RunLogger(self.run_dir, fresh=False, purge_step=self.env_steps + 1)
+        self._keep_relaunch_events()
+        if self.stream != t.get("stream", 0):
+            self._new_random_stream()
+
+    def _keep_relaunch_events(self) -> None:
+        """Write back the relaunch events that cutting the logs back (or starting them anew) removed."""
+        kept = len(relaunch_events(self.run_dir))
+        for event in self.relaunches[kept:]:
+            self.logger.event(event)
+
+    def _new_random_stream(self) -> None:
+        """After a relaunch: every random draw from here on differs from the run that exploded."""
+        s, seed = self.stream, self.config.seed
+        self.state = self.state.replace(key=jax.random.fold_in(self.state.key, s))
+        self.act_key = jax.random.fold_in(self.act_key, s)
+        self.action_rng = np.random.default_rng((seed + 1, s))
+        self.replay.rng = np.random.default_rng((seed, s))
 
     def collect(self) -> None:
         """One step of every task's env; transitions go to replay (true final obs where an episode ended)."""
@@ -230,6 +273,8 @@ class Trainer:
             return
         (metrics, env_steps), self.update_in_flight = jax.device_get(self.update_in_flight), None
         self.update_metrics.append(metrics)
+        if self.config.stability.relaunch:
+            self._check_explosion(metrics, env_steps)
         masked = np.flatnonzero(~metrics["healthy"] | ~np.isfinite(metrics["loss/task"]))
         if metrics["finite_grad"] and not masked.size:
             return
@@ -238,12 +283,28 @@ class Trainer:
             self.logger.event({"event": "nonfinite_grad", "env_steps": env_steps, "update": update})
         mode = self.config.stability.mode
         event = {"vanilla": "nonfinite_loss", "maskout": "maskout"}.get(mode, "reset")
-        if event == "reset" and not self.networks.arch.w_trainable:
+        if event == "reset" and not self.method.resets_task_vectors:
             event = "maskout"
         for task in masked:
             self.logger.event({"event": event, "env_steps": env_steps, "update": update,
                                "task": int(task), "task_name": self.task_names[task],
                                "loss": float(metrics["loss/task"][task])})
+
+    def _check_explosion(self, metrics: dict, env_steps: int) -> None:
+        """Stop-relaunch: a critic loss (both critics' MSE, mean over tasks) past the threshold, or not finite."""
+        stab = self.config.stability
+        loss = float(np.mean(metrics["loss/critic"]))
+        if np.isfinite(loss) and loss <= stab.relaunch_threshold:
+            return
+        newest = checkpoint.checkpoint_steps(self.run_dir)
+        event = {"event": "relaunch", "env_steps": env_steps, "update": int(self.state.updates),
+                 "critic_loss": loss, "relaunch": self.stream + 1, "from_step": newest[-1] if newest else 0}
+        if self.stream >= stab.max_relaunches:
+            self.logger.event({**event, "event": "relaunch_limit"})
+            raise RelaunchLimit(f"the critic loss exploded ({loss:.3g} at env step {env_steps}) after "
+                                f"{self.stream} relaunches, the limit set by stability.max_relaunches")
+        self.logger.event(event)
+        raise Relaunch(event)
 
     def log_train(self) -> None:
         self.finish_update()
@@ -273,15 +334,26 @@ class Trainer:
 
 
 def train(config: Config, run_dir: Path, resume: bool = False) -> dict | None:
-    """Train (or continue) a run; None where a resumed run had already finished."""
+    """Train (or continue) a run; None where a resumed run had already finished.
+
+    With stability.relaunch, an exploding critic sends the run back to its newest good checkpoint (or to the
+    start, where there is none yet) on a new random stream, until stability.max_relaunches is spent.
+    """
     if resume and checkpoint.newest_step(run_dir) >= config.train.total_env_steps:
         print(f"{run_dir}: already trained to {config.train.total_env_steps} env steps")
         return None
-    trainer = Trainer(config, run_dir, resume)
-    try:
-        result = trainer.run()
-    finally:
-        trainer.env.close()
-        trainer.eval_env.close()
+    relaunched = False
+    while True:
+        trainer = Trainer(config, run_dir, resume, relaunched)
+        try:
+            result = trainer.run()
+            break
+        except Relaunch as relaunch:
+            event = relaunch.args[0]
+            print(f"critic loss {event['critic_loss']:.3g} at env step {event['env_steps']}: relaunch "
+                  f"{event['relaunch']} of at most {config.stability.max_relaunches}, from env step {event['from_step']}")
+            resume, relaunched = bool(checkpoint.checkpoint_steps(run_dir)), True
+        finally:
+            trainer.close()
     print(success_table(result["success"]))
     return result

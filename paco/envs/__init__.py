@@ -11,6 +11,7 @@ from paco.envs.base import MultiTaskEnv, Transition
 from paco.envs.pointmass import PointMass
 
 POINTMASS_TASKS = 4
+METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM = 39, 4  # every Meta-World 3 task (tests check the built envs)
 
 
 def task_names(config: EnvConfig) -> tuple[str, ...]:
@@ -22,7 +23,16 @@ def task_names(config: EnvConfig) -> tuple[str, ...]:
     return suite_task_names(config.suite)
 
 
-def make_env(config: EnvConfig, seed: int) -> MultiTaskEnv:
+def env_dims(config: EnvConfig) -> tuple[int, int]:
+    """Observation and action sizes of a suite without building it (what a saved agent is rebuilt with)."""
+    if config.suite == "pointmass":
+        env = PointMass(POINTMASS_TASKS)
+        return env.obs_dim, env.action_dim
+    return METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM
+
+
+def make_env(config: EnvConfig, seed: int, stream: int = 0) -> MultiTaskEnv:
+    """The suite's vector env; `stream` numbers the run's random stream (it changes at every stop-relaunch)."""
     if config.suite == "pointmass":
         env = PointMass(POINTMASS_TASKS, seed=seed, max_episode_steps=config.max_episode_steps,
                         random_goals=config.random_goals)
@@ -33,17 +43,25 @@ def make_env(config: EnvConfig, seed: int) -> MultiTaskEnv:
                                  max_episode_steps=config.max_episode_steps,
                                  random_goals=config.random_goals, reward_version=config.reward_version)
     if config.explode_task >= 0:
-        env = ExplodingReward(env, config.explode_task, config.explode_after_env_steps, config.explode_scale)
+        env = ExplodingReward(env, config.explode_task, config.explode_after_env_steps, config.explode_scale,
+                              config.explode_probability, (seed, stream))
     return env
 
 
 class ExplodingReward:
-    """Scales one task's reward from some env step on: the failure Reset is meant to survive."""
+    """Scales one task's reward from some env step on (every step, or each with a probability): the failure
+    that Reset and stop-relaunch are meant to survive.
 
-    def __init__(self, env: MultiTaskEnv, task: int, after_env_steps: int, scale: float):
+    Each draw is a function of the seed, the random stream and the env step alone, so resuming replays the
+    same draws and a relaunched run (a new stream) draws anew.
+    """
+
+    def __init__(self, env: MultiTaskEnv, task: int, after_env_steps: int, scale: float, probability: float = 1.0,
+                 stream: tuple[int, int] = (0, 0)):
         if not 0 <= task < env.num_tasks:
             raise ValueError(f"explode_task {task} is not a task index (0..{env.num_tasks - 1})")
         self.env, self.task, self.after, self.scale = env, task, after_env_steps, scale
+        self.probability, self.stream = probability, stream
         self.env_steps = 0
 
     def __getattr__(self, name):
@@ -53,6 +71,8 @@ class ExplodingReward:
         out = self.env.step(actions)
         self.env_steps += self.env.num_tasks
         if self.env_steps <= self.after:
+            return out
+        if self.probability < 1 and np.random.default_rng((*self.stream, self.env_steps)).random() >= self.probability:
             return out
         reward = out.reward.copy()
         reward[self.task] *= self.scale
@@ -66,4 +86,5 @@ class ExplodingReward:
         self.env_steps = state["env_steps"]
 
 
-__all__ = ["MultiTaskEnv", "Transition", "make_env", "task_names"]
+__all__ = ["METAWORLD_ACTION_DIM", "METAWORLD_OBS_DIM", "MultiTaskEnv", "Transition", "env_dims", "make_env",
+           "task_names"]

@@ -1,6 +1,7 @@
 """Typed, frozen configuration of a run. Every field can be set from the command line.
 
-Defaults are the authors' MT10-rand settings (DESIGN.md section 2); presets change only what differs.
+Defaults are the settings of PaCo's authors for MT10-rand (README, "The authors' settings"); presets change
+only what differs. Each method's own settings are its own config class (`paco.config.methods`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import tyro
+
+from paco.config.methods import BY_NAME, AnyMethodConfig, MTSACConfig, PaCoConfig
 
 
 @dataclass(frozen=True)
@@ -29,23 +32,9 @@ class EnvConfig:
     explode_after_env_steps: int = 0
     """Env steps (all tasks together) after which the reward of `explode_task` is scaled."""
     explode_scale: float = 1e6
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    method: Literal["mtsac", "multihead", "single-task", "paco"] = "mtsac"
-    """Which instantiation of the compositional layer (paper section 4.3) builds actor and critics."""
-    hidden: tuple[int, ...] = (400, 400, 400)
-    log_std_min: float = -10.0
-    log_std_max: float = 2.0
-    num_components: int = 5
-    """PaCo: K, the size of the parameter set."""
-    w_init: Literal["normal", "onehot"] = "normal"
-    """PaCo: N(0,1) compositional vectors, or one-hot (needs K = number of tasks)."""
-    w_unit_norm: bool = False
-    """PaCo: use w / |w| (the paper's K=2 visualisation on the unit circle)."""
-    composition: Literal["ac-shared", "actor-only", "output-only"] = "ac-shared"
-    """PaCo: compose all layers of actor and critics, only the actor's, or only the output layers."""
+    explode_probability: float = 1.0
+    """Chance that each vector step after `explode_after_env_steps` scales the reward (1: every step). The draws
+    depend on the run's random stream, so a stop-relaunch does not meet the same explosion again."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +44,6 @@ class SACConfig:
     tau: float = 0.005
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
-    w_lr: float = 3e-4
     alpha_lr: float = 1e-4
     log_alpha_init: float = 0.0
     log_alpha_min: float = -10.0
@@ -72,6 +60,20 @@ class StabilityConfig:
     """epsilon: a task whose per-update loss exceeds this (or is not finite) is masked out."""
     reset_weights: Literal["dirichlet", "uniform-normalized"] = "dirichlet"
     """How beta is drawn on the simplex: uniform Dirichlet, or U(0,1) draws normalised (authors' code)."""
+    relaunch: bool = False
+    """Stop-relaunch (what the paper's baselines ran with): when the critic loss passes `relaunch_threshold`
+    or is not finite, go back to the newest good checkpoint (or start over) on a new random stream."""
+    relaunch_threshold: float = 1e8
+    """Critic loss (both critics' MSE, averaged over tasks) above which a run relaunches (MTRL: 1e8)."""
+    max_relaunches: int = 10
+    """Relaunches after which the run stops with an error instead."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    surgery: Literal["none", "pcgrad"] = "none"
+    """Gradient surgery over per-task gradients before Adam: 'pcgrad' projects away conflicts (Yu et al. 2020),
+    separately for the actor's, the critics' and every other parameter group."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,11 @@ class TrainConfig:
 @dataclass(frozen=True)
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
-    network: NetworkConfig = field(default_factory=NetworkConfig)
+    network: AnyMethodConfig = field(default_factory=MTSACConfig)
+    """The method and its networks; a preset picks the method, flags change its fields."""
     sac: SACConfig = field(default_factory=SACConfig)
     stability: StabilityConfig = field(default_factory=StabilityConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     out: str = ""
@@ -121,7 +125,13 @@ def replace(config: Config, **sections: dict) -> Config:
 
 
 def to_dict(config: Config) -> dict:
-    return dataclasses.asdict(config)
+    data = dataclasses.asdict(config)
+    data["network"] = {"method": config.network.name, **data["network"]}
+    return data
+
+
+def _section(cls, values: dict):
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def from_dict(data: dict) -> Config:
@@ -131,47 +141,75 @@ def from_dict(data: dict) -> Config:
     for name, value in data.items():
         if name not in fields:
             continue
-        if isinstance(value, dict):
-            value = fields[name](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        if name == "network":
+            value = dict(value)
+            method = value.pop("method", None)
+            if method not in BY_NAME:
+                raise ValueError(f"unknown method {method!r}; known: {', '.join(BY_NAME)}")
+            value = _section(BY_NAME[method], value)
+        elif isinstance(value, dict):
+            value = _section(fields[name], value)
         kwargs[name] = value
     return Config(**kwargs)
+
+
+def _check_literals(prefix: str, section) -> None:
+    for name, hint in typing.get_type_hints(type(section)).items():
+        if typing.get_origin(hint) is Literal and getattr(section, name) not in typing.get_args(hint):
+            known = ", ".join(typing.get_args(hint))
+            raise ValueError(f"unknown {prefix}.{name} {getattr(section, name)!r}; known: {known}")
+
+
+def _check_method_sizes(net) -> None:
+    """Every size and rate of a method's config is positive (its log-std bounds aside)."""
+    for f in dataclasses.fields(net):
+        value = getattr(net, f.name)
+        if f.name.startswith("log_std") or isinstance(value, (bool, str)):
+            continue
+        if isinstance(value, tuple):
+            if not value or min(value) < 1:
+                raise ValueError(f"network.{f.name} must be one or more positive layer widths, got {value}")
+        elif not value > 0:  # also catches NaN
+            raise ValueError(f"network.{f.name} must be positive, got {value}")
+    if not net.log_std_min < net.log_std_max:
+        raise ValueError(f"network.log_std_min must lie below network.log_std_max, got "
+                         f"{net.log_std_min} and {net.log_std_max}")
 
 
 def validate(config: Config) -> None:
     """Raise ValueError naming the first setting that cannot work, before anything is built or written."""
     from paco.envs import task_names
-    from paco.methods import METHODS
+    from paco.methods import check_method
 
     train, sac, net, stab = config.train, config.sac, config.network, config.stability
     positive = {"train.total_env_steps": train.total_env_steps, "sac.batch_per_task": sac.batch_per_task,
-                "network.num_components": net.num_components, "stability.loss_threshold": stab.loss_threshold,
+                "stability.loss_threshold": stab.loss_threshold,
+                "stability.relaunch_threshold": stab.relaunch_threshold,
                 "train.replay_capacity_per_task": train.replay_capacity_per_task,
                 "train.updates_per_vector_step": train.updates_per_vector_step,
                 "train.eval_episodes": train.eval_episodes, "train.keep_checkpoints": train.keep_checkpoints,
                 "env.max_episode_steps": config.env.max_episode_steps, "sac.actor_lr": sac.actor_lr,
-                "sac.critic_lr": sac.critic_lr, "sac.w_lr": sac.w_lr, "sac.alpha_lr": sac.alpha_lr,
-                "sac.tau": sac.tau}
+                "sac.critic_lr": sac.critic_lr, "sac.alpha_lr": sac.alpha_lr, "sac.tau": sac.tau}
     non_negative = {"train.warmup_env_steps": train.warmup_env_steps,
                     "train.eval_every_env_steps": train.eval_every_env_steps,
                     "train.log_every_env_steps": train.log_every_env_steps,
-                    "train.checkpoint_every_env_steps": train.checkpoint_every_env_steps, "seed": config.seed}
+                    "train.checkpoint_every_env_steps": train.checkpoint_every_env_steps, "seed": config.seed,
+                    "stability.max_relaunches": stab.max_relaunches}
     for name, value in positive.items():
         if not value > 0:  # also catches NaN
             raise ValueError(f"{name} must be positive, got {value}")
     for name, value in non_negative.items():
         if not value >= 0:
             raise ValueError(f"{name} must not be negative, got {value}")
-    if not net.hidden or min(net.hidden) < 1:
-        raise ValueError(f"network.hidden must be one or more positive layer widths, got {net.hidden}")
+    _check_method_sizes(net)
     if not 0 <= sac.gamma <= 1 or sac.tau > 1:
         raise ValueError(f"sac.gamma and sac.tau must lie in [0, 1], got {sac.gamma} and {sac.tau}")
-    for section, name in ((net, "method"), (net, "w_init"), (net, "composition"), (stab, "mode"),
-                          (stab, "reset_weights"), (config.env, "reward_version")):
-        known = typing.get_args(typing.get_type_hints(type(section))[name])
-        if getattr(section, name) not in known:
-            raise ValueError(f"unknown {name} {getattr(section, name)!r}; known: {', '.join(known)}")
+    if not 0 <= config.env.explode_probability <= 1:
+        raise ValueError(f"env.explode_probability must lie in [0, 1], got {config.env.explode_probability}")
+    for name in ("env", "network", "stability", "optim"):
+        _check_literals(name, getattr(config, name))
     names = task_names(config.env)
-    METHODS[net.method](net, len(names))  # raises where the method cannot be built for this many tasks
+    check_method(net, names)  # raises where the method cannot be built for these tasks
     if config.env.explode_task >= len(names):
         raise ValueError(f"env.explode_task {config.env.explode_task} is not a task index (0..{len(names) - 1})")
 
