@@ -57,7 +57,9 @@ def _tyro_cli(default: Config, args: list[str], prog: str, description: str) -> 
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            return tyro.cli(Config, default=default, args=args, prog=prog, description=description)
+            # The preset picks the method (the type of `network`); flags change that method's fields.
+            return tyro.cli(Config, default=default, args=args, prog=prog, description=description,
+                            config=(tyro.conf.AvoidSubcommands,))
     except SystemExit as exit:
         if exit.code:
             raise UsageError(_one_line(captured.getvalue())) from None
@@ -82,7 +84,9 @@ def _flat(config: Config) -> dict:
 def _differences(a: Config, b: Config) -> list[str]:
     """Settings that differ between two configs, as 'section.field: a != b' (output path and progress bar aside)."""
     fa, fb = _flat(a), _flat(b)
-    return [f"{k}: {fa[k]!r} != {fb[k]!r}" for k in fa if fa[k] != fb[k] and k not in ("out", "train.progress")]
+    keys = [k for k in fa if k in fb] + [k for k in (*fa, *fb) if k not in fa or k not in fb]
+    return [f"{k}: {fa.get(k, '-')!r} != {fb.get(k, '-')!r}" for k in dict.fromkeys(keys)
+            if fa.get(k) != fb.get(k) and k not in ("out", "train.progress")]
 
 
 def parse_train_args(args: list[str]) -> TrainRequest:

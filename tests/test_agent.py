@@ -16,6 +16,7 @@ from paco import presets
 from paco.checkpoint import PARAMS, CheckpointError, checkpoint_steps, directory, step_name
 from paco.cli import main
 from paco.config import replace
+from paco.config.methods import CAREConfig, FiLMConfig, MultiHeadConfig, PaCoConfig, SingleTaskConfig, SoftModulesConfig
 from paco.envs import make_env
 from paco.envs.metaworld import make_scoring_vector_env
 from paco.evaluation import SCORE_SEED_OFFSET, evaluate
@@ -41,7 +42,7 @@ def trained(config, run_dir):
 def two_tasks(tmp_path_factory):
     """PaCo (K=2, composed layers) on reach and push, a few hundred updates."""
     config = replace(quiet(presets.get("cpu-quick"), 3000, 1000), env={"suite": "reach,push"},
-                     network={"method": "paco", "num_components": 2, "hidden": (32, 32)}, sac={"batch_per_task": 16})
+                     network=PaCoConfig(num_components=2, hidden=(32, 32)), sac={"batch_per_task": 16})
     run_dir = tmp_path_factory.mktemp("reach-push")
     return trained(config, run_dir), run_dir
 
@@ -118,6 +119,23 @@ def test_evaluate_command_writes_both_protocols(two_tasks, capsys):
         assert "reach-v3" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("network", [
+    MultiHeadConfig(hidden=(16, 16)), SingleTaskConfig(hidden=(16, 16)), FiLMConfig(hidden=(16, 16)),
+    SoftModulesConfig(trunk_width=16, gating_width=16, module_width=16), CAREConfig(hidden=(16, 16))],
+    ids=lambda network: network.name)
+def test_every_method_loads_as_an_agent_that_metaworld_scores(network, tmp_path):
+    config = replace(quiet(presets.get("cpu-quick"), 600, 300), env={"suite": "reach,push"}, network=network,
+                     sac={"batch_per_task": 8})
+    trainer = trained(config, tmp_path)
+    agent = paco.load_agent(tmp_path)
+    assert agent.config.network == network
+    check_matches_trainer(trainer, agent, steps=3)
+    envs = make_scoring_vector_env(agent.task_names, seed=3, max_episode_steps=150)
+    mean, _, per_task, returns = metaworld.evaluation.evaluation(agent, envs, num_episodes=1)
+    envs.close()
+    assert set(per_task) == {"reach-v3", "push-v3"} and all(len(r) == 1 for r in returns.values())
+
+
 def test_metaworld_protocol_on_pointmass_is_a_usage_error(pointmass, capsys):
     _, run_dir = pointmass
     assert main(["evaluate", str(run_dir), "--protocol", "metaworld"]) == 2
@@ -134,7 +152,7 @@ RANDOM_SUCCESS = 0.0  # random actions on reach-v3: 0 successes in 100 full-leng
 def reach(tmp_path_factory):
     """MT-SAC on reach with random goals: about half the episodes succeed after 20k env steps."""
     config = replace(quiet(presets.get("cpu-quick"), 20_000, 1000, updates=2), env={"suite": "reach"},
-                     network={"method": "mtsac", "hidden": (128, 128)}, sac={"batch_per_task": 128, "alpha_lr": 1e-3})
+                     network={"hidden": (128, 128)}, sac={"batch_per_task": 128, "alpha_lr": 1e-3})
     run_dir = tmp_path_factory.mktemp("reach")
     trained(config, run_dir)
     return paco.load_agent(run_dir)

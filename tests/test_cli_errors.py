@@ -53,7 +53,7 @@ def fails_cleanly(args, capsys, watched: Path, message: str) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["--preset", "nope"], "unknown preset 'nope'"),
-    (["--network.method", "paco-ish"], "invalid choice 'paco-ish' for argument '--network.method'"),
+    (["--network.method", "paco"], "Unrecognized options: --network.method"),  # the preset picks the method
     (["--env.suite", "MT11"], "unknown Meta-World task MT11"),
     (["--env.suite", "reach,fly"], "unknown Meta-World task fly-v3"),
     (["--train.total-env-steps", "0"], "train.total_env_steps must be positive, got 0"),
@@ -61,13 +61,17 @@ def fails_cleanly(args, capsys, watched: Path, message: str) -> None:
     (["--train.total-env-steps", "lots"], "--train.total-env-steps: invalid literal for int() with base 10: 'lots'"),
     (["--sac.batch-per-task", "0"], "sac.batch_per_task must be positive, got 0"),
     (["--sac.batch-per-task", "1.5"], "--sac.batch-per-task: invalid literal for int()"),
-    (["--network.num-components", "0"], "network.num_components must be positive, got 0"),
-    (["--network.num-components", "five"], "--network.num-components: invalid literal for int()"),
+    (["--preset", "pointmass-paco", "--network.num-components", "0"], "network.num_components must be positive, got 0"),
+    (["--preset", "pointmass-paco", "--network.num-components", "five"],
+     "--network.num-components: invalid literal for int()"),
+    (["--network.num-components", "2"], "Unrecognized options: --network.num-components"),  # MT-SAC has no K
+    (["--stability.max-relaunches", "-1"], "stability.max_relaunches must not be negative, got -1"),
+    (["--optim.surgery", "cagrad"], "invalid choice 'cagrad' for argument '--optim.surgery'"),
     (["--stability.loss-threshold", "-3"], "stability.loss_threshold must be positive, got -3.0"),
     (["--stability.loss-threshold", "nan"], "stability.loss_threshold must be positive, got nan"),
     (["--stability.loss-threshold", "big"], "--stability.loss-threshold: could not convert string to float"),
     (["--train.keep-checkpoints", "0"], "train.keep_checkpoints must be positive, got 0"),
-    (["--network.method", "paco", "--network.w-init", "onehot", "--network.num-components", "3"],
+    (["--preset", "pointmass-paco", "--network.w-init", "onehot", "--network.num-components", "3"],
      "network.w_init onehot gives every task its own component: it needs network.num_components = 4 "
      "(the number of tasks), got 3"),
     (["--no-such-flag", "1"], "Unrecognized options: --no-such-flag"),

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from paco.config import NetworkConfig
-from paco.methods import Networks, select_tasks
+from paco.config.methods import BY_NAME, PaCoConfig
+from paco.methods.compositional import Compositional
 from paco.nets import CompositionalDense
 
 T, K, B, D_IN, D_OUT = 3, 4, 5, 6, 7
@@ -59,12 +59,12 @@ def test_kernel_init_is_pytorch_default_uniform_over_fan_in(n_in, n_out):
 
 def test_single_task_instantiation_is_t_independent_networks():
     """K = T with one-hot w: task τ's network is exactly slice τ of every layer's parameter set."""
-    nets = Networks.build(NetworkConfig(method="single-task", hidden=(8, 8)), T, D_IN, 2)
+    nets = Compositional.build(BY_NAME["single-task"](hidden=(8, 8)), T, D_IN, 2)
     params = nets.init(jax.random.PRNGKey(2))
     # Give every slice its own values so that tasks really differ.
     actor = jax.tree.map(lambda p: p + jax.random.normal(jax.random.PRNGKey(3), p.shape), params["actor"])
     obs = np.asarray(jax.random.normal(jax.random.PRNGKey(4), (T, B, D_IN)))
-    mean, _ = nets.actor_distribution(actor, nets.task_vectors(params["w"]), jnp.asarray(obs), nets.onehot())
+    mean, _ = nets.actor_distribution({**params, "actor": actor}, jnp.asarray(obs))
     layers = actor["params"]
     names = sorted(layers, key=lambda n: int(n.split("_")[-1]))
     for task in range(T):
@@ -74,10 +74,10 @@ def test_single_task_instantiation_is_t_independent_networks():
 
 
 def test_mtsac_instantiation_is_one_shared_network_with_task_onehot_input():
-    nets = Networks.build(NetworkConfig(method="mtsac", hidden=(8,)), T, D_IN, 2)
+    nets = Compositional.build(BY_NAME["mtsac"](hidden=(8,)), T, D_IN, 2)
     params = nets.init(jax.random.PRNGKey(5))
     obs = np.asarray(jax.random.normal(jax.random.PRNGKey(6), (T, B, D_IN)))
-    mean, _ = nets.actor_distribution(params["actor"], nets.task_vectors(params["w"]), jnp.asarray(obs), nets.onehot())
+    mean, _ = nets.actor_distribution(params, jnp.asarray(obs))
     layers = params["actor"]["params"]
     shared = [(np.asarray(layers[n]["kernel"][0]), np.asarray(layers[n]["bias"][0])) for n in ("layers_0", "layers_1")]
     for task in range(T):
@@ -88,7 +88,8 @@ def test_mtsac_instantiation_is_one_shared_network_with_task_onehot_input():
 @pytest.mark.parametrize("method,composed", [("mtsac", [False, False, False]), ("multihead", [False, False, True]),
                                              ("single-task", [True, True, True]), ("paco", [True, True, True])])
 def test_methods_are_instantiations_of_one_layer(method, composed):
-    nets = Networks.build(NetworkConfig(method=method, hidden=(8, 8), num_components=2), T, D_IN, 2)
+    config = PaCoConfig(hidden=(8, 8), num_components=2) if method == "paco" else BY_NAME[method](hidden=(8, 8))
+    nets = Compositional.build(config, T, D_IN, 2)
     params = nets.init(jax.random.PRNGKey(0))
     kernels = [params["actor"]["params"][f"layers_{i}"]["kernel"] for i in range(3)]
     k = {"mtsac": 1, "multihead": T, "single-task": T, "paco": 2}[method]
@@ -97,22 +98,22 @@ def test_methods_are_instantiations_of_one_layer(method, composed):
 
 
 def test_mixed_task_acting_matches_grouped_acting():
-    nets = Networks.build(NetworkConfig(method="paco", hidden=(8, 8), num_components=K), T, D_IN, 2)
+    nets = Compositional.build(PaCoConfig(hidden=(8, 8), num_components=K), T, D_IN, 2)
     params = nets.init(jax.random.PRNGKey(7))
-    weights = nets.policy_weights(params["actor"], nets.task_vectors(params["w"]))
+    weights = nets.policy(params)
     obs = jax.random.normal(jax.random.PRNGKey(8), (T, 1, D_IN))
-    grouped, _ = nets.policy_distribution(weights, obs, nets.onehot())
+    grouped, _ = nets.policy_distribution(weights, obs)
     task_ids = jnp.array([2, 0, 1, 2])
-    mixed, _ = nets.policy_distribution(select_tasks(weights, task_ids), obs[task_ids], nets.onehot(task_ids))
+    mixed, _ = nets.policy_distribution(weights, obs[task_ids], task_ids)
     np.testing.assert_allclose(np.asarray(mixed), np.asarray(grouped[task_ids]), rtol=1e-5, atol=1e-6)
 
 
 def test_unit_norm_w_lies_on_the_sphere():
-    nets = Networks.build(NetworkConfig(method="paco", num_components=2, w_unit_norm=True, hidden=(4,)), T, D_IN, 2)
+    nets = Compositional.build(PaCoConfig(num_components=2, w_unit_norm=True, hidden=(4,)), T, D_IN, 2)
     w = nets.task_vectors(nets.init(jax.random.PRNGKey(9))["w"])
     np.testing.assert_allclose(np.linalg.norm(np.asarray(w), axis=-1), 1.0, rtol=1e-6)
 
 
 def test_onehot_w_needs_k_equal_to_tasks():
     with pytest.raises(ValueError, match=r"network.num_components = 10 \(the number of tasks\), got 3"):
-        Networks.build(NetworkConfig(method="paco", num_components=3, w_init="onehot"), 10, D_IN, 2)
+        Compositional.build(PaCoConfig(num_components=3, w_init="onehot"), 10, D_IN, 2)

@@ -9,8 +9,9 @@ import optax
 import pytest
 
 from paco import stability
-from paco.config import Config, NetworkConfig, SACConfig, StabilityConfig, replace
-from paco.methods import Networks
+from paco.config import Config, SACConfig, StabilityConfig, replace
+from paco.config.methods import BY_NAME, PaCoConfig
+from paco.methods.compositional import Compositional
 from paco.nets import tanh_gaussian_log_prob
 from paco.sac import Batch, init_state, make_losses, make_optimizer, make_update, td_target
 
@@ -30,17 +31,17 @@ def make_batch(seed=0, reward_scale=1.0):
 
 
 def build(method="paco", k=3, **stab):
-    network = NetworkConfig(method=method, hidden=(16, 16), num_components=k)
+    network = PaCoConfig(hidden=(16, 16), num_components=k) if method == "paco" else BY_NAME[method](hidden=(16, 16))
     config = Config(network=network, sac=SACConfig(), stability=StabilityConfig(**stab))
-    nets = Networks.build(network, T, OBS, ACT)
-    state = init_state(nets, config.sac, jax.random.PRNGKey(0))
+    nets = Compositional.build(network, T, OBS, ACT)
+    state = init_state(nets, config, jax.random.PRNGKey(0))
     # Distinct parameter-set slices, w away from zero and temperatures that differ per task.
     params = dict(state.params)
     params["actor"] = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(1), p.shape), params["actor"])
     params["critic"] = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params["critic"])
     params["log_alpha"] = jnp.array([-0.5, -1.0, -2.0])
     state = state.replace(params=params, target_critic=jax.tree.map(lambda p: 0.9 * p, params["critic"]),
-                          opt_state=make_optimizer(config.sac, nets).init(params))
+                          opt_state=make_optimizer(config, nets).init(params))
     return config, nets, state
 
 
@@ -190,7 +191,7 @@ def _update_from_tasks(nets, config, state, batch, tasks):
         return jnp.sum((losses.critic + losses.actor + losses.alpha)[jnp.array(tasks)])
 
     grads = jax.grad(loss)(state.params)
-    updates, _ = make_optimizer(config.sac, nets).update(grads, state.opt_state, state.params)
+    updates, _ = make_optimizer(config, nets).update(grads, state.opt_state, state.params)
     return optax.apply_updates(state.params, updates)
 
 

@@ -4,10 +4,6 @@ critics' grouping, and the per-task role of the task embedding."""
 from __future__ import annotations
 
 import functools
-import importlib
-import pathlib
-import sys
-import types
 
 import jax
 import jax.numpy as jnp
@@ -15,33 +11,8 @@ import numpy as np
 import pytest
 
 from paco.config.methods import SoftModulesConfig
-
-
-def _import_soft_modules():
-    """`paco.methods.soft_modules`, also while `paco.methods/__init__` cannot import yet (it imports every
-    method file, and some may still be being written): then the package is stood in for by an empty one
-    just long enough to import this file and `base`."""
-    try:
-        return importlib.import_module("paco.methods.soft_modules")
-    except ImportError:
-        if "paco.methods" in sys.modules:
-            raise  # the package imported; the failure is in soft_modules itself
-    import paco
-
-    stub = types.ModuleType("paco.methods")
-    stub.__path__ = [str(pathlib.Path(paco.__file__).parent / "methods")]
-    stub.__package__ = "paco.methods"
-    sys.modules["paco.methods"] = stub
-    try:
-        return importlib.import_module("paco.methods.soft_modules")
-    finally:
-        if sys.modules.get("paco.methods") is stub:
-            del sys.modules["paco.methods"]
-
-
-soft_modules = _import_soft_modules()
-base = sys.modules["paco.methods.base"]
-SHARED, TASK = base.SHARED, base.TASK
+from paco.methods import soft_modules
+from paco.methods.base import SHARED, TASK
 
 TASKS = ("a", "b", "c")
 T, OBS, ACT, B = 3, 4, 2, 5

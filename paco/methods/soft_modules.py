@@ -27,8 +27,8 @@ outputs; and the extra routing vector p^L that mixes the last layer's modules be
 
 Initialisation as the official code: hidden layers have fan-in uniform kernels (`nets.default_kernel_init`,
 U(±1/√fan_in)) and bias 0.1; the routing-logit layers (W_d, W_last) and the output layer have kernel and bias
-U(±3e-3). (The official `_fanin_init` reads the bound from the first axis of PyTorch's (out, in) weight, i.e.
-the output width; we use the true fan-in.)
+U(±3e-3). (As we read it, the official `_fanin_init` takes its bound from the first axis of PyTorch's (out, in)
+weight, i.e. 1/√(output width); we use the true fan-in.)
 
 Actor: input the observation alone (the task enters through z), output 2·action_dim (mean, raw log-std).
 Critics: two independent networks on concat(obs, action), output 1.
@@ -129,7 +129,7 @@ class SoftModularNet(nn.Module):
         n = self.num_modules
         weights = [jax.nn.softmax(self.routing_logits[0](nn.relu(g)).reshape(g.shape[:-1] + (n, n)), axis=-1)]
         for k in range(self.num_layers - 1):  # p² … p^L
-            flat = jnp.concatenate([p.reshape(g.shape[:-1] + (n * n,)) for p in weights[-1:]], axis=-1)
+            flat = jnp.concatenate([p.reshape(g.shape[:-1] + (n * n,)) for p in weights], axis=-1)
             logits = self.routing_logits[k + 1](nn.relu(self.routing_cond[k](flat) * g))
             last = k == self.num_layers - 2
             weights.append(jax.nn.softmax(logits if last else logits.reshape(g.shape[:-1] + (n, n)), axis=-1))
@@ -190,6 +190,7 @@ class SoftModules(Method):
 
 
 def build(config: SoftModulesConfig, task_names: tuple[str, ...], obs_dim: int, action_dim: int) -> SoftModules:
+    """The method for these tasks (only their number matters: the task enters as a one-hot)."""
     if config.num_layers < 2:
         raise ValueError(f"network.num_layers: Soft-Modularization routes between layers of modules and needs "
                          f"at least 2, got {config.num_layers}")

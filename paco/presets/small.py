@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paco.config import replace
-from paco.config.methods import MTSACConfig, PaCoConfig
+from paco.config.methods import CAREConfig, FiLMConfig, MTSACConfig, PaCoConfig, SoftModulesConfig
 from paco.presets import Preset
 from paco.presets.paper import BASELINE, PAPER
 
@@ -17,11 +17,22 @@ POINTMASS = replace(
            "replay_capacity_per_task": 100_000},
 )
 
+POINTMASS_BASELINE = replace(POINTMASS, stability=BASELINE.stability)
+
 PRESETS: dict[str, Preset] = {
     "pointmass-mtsac": Preset("", "Built-in 4-task point mass (conflicting dynamics), MT-SAC, about a CPU minute",
-                              replace(POINTMASS, stability=BASELINE.stability)),
+                              POINTMASS_BASELINE),
     "pointmass-paco": Preset("", "Built-in 4-task point mass, PaCo K=2 with Reset, about a CPU minute",
                              replace(POINTMASS, network=PaCoConfig(hidden=(64, 64), num_components=2))),
+    "pointmass-film": Preset("", "Built-in 4-task point mass, SAC+FiLM (64x64), stop-relaunch",
+                             replace(POINTMASS_BASELINE, network=FiLMConfig(hidden=(64, 64)))),
+    "pointmass-softmod": Preset("", "Built-in 4-task point mass, Soft-Modularization (2 layers x 2 modules x 64)",
+                                replace(POINTMASS_BASELINE, network=SoftModulesConfig(
+                                    trunk_width=64, gating_width=64, module_width=64))),
+    "pointmass-care": Preset("", "Built-in 4-task point mass, CARE (4 experts, 64x64)",
+                             replace(POINTMASS_BASELINE, network=CAREConfig(hidden=(64, 64)))),
+    "pointmass-pcgrad": Preset("", "Built-in 4-task point mass, PCGrad on MT-SAC's network",
+                               replace(POINTMASS_BASELINE, optim={"surgery": "pcgrad"})),
     "cpu-quick": Preset("Quick start", "MT-SAC on four easy Meta-World tasks, about 13 minutes on a 2-core CPU",
                         replace(
                             PAPER,
