@@ -178,9 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         if command == "presets":
             list_presets()
         elif command == "train":
-            from paco.trainer import train
-
             from paco.checkpoint import CheckpointError
+            from paco.trainer import RelaunchLimit, train
 
             request = parse_train_args(rest)
             print(f"{'resuming' if request.resume else 'run directory:'} {request.run_dir}")
@@ -188,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                 train(request.config, request.run_dir, request.resume)
             except CheckpointError as error:
                 raise UsageError(f"cannot resume: {error}") from None
+            except RelaunchLimit as error:
+                print(f"paco: error: {error}", file=sys.stderr)
+                return 1
         elif command == "evaluate":
             evaluate(rest)
         elif command == "bench":
