@@ -1,12 +1,14 @@
 """Learning, checked by success rates on the built-in 4-task point mass.
 
-Thresholds come from measurements (README, "Learning on the built-in environment"): a random policy succeeds in
-about 3% of episodes; MT-SAC and PaCo reach 90-100% within 40k env steps.
+Thresholds come from measurements (README, "Measured here"): a random policy succeeds in about 3% of episodes;
+MT-SAC and PaCo reach 90-100% within 40k env steps; at 24k steps (seeds 0 and 1, 20 episodes per task) SAC+FiLM
+reached 100 / 98%, CARE 100 / 96%, Soft-Modularization 76 / 99%, PCGrad on MT-SAC's network 66 / 56%.
 """
 
 import json
 
 import numpy as np
+import pytest
 
 from paco import presets
 from paco.config import replace
@@ -48,3 +50,12 @@ def test_reset_survives_an_exploding_task(tmp_path):
     assert all(e["env_steps"] > 8_000 and e["loss"] > 3e3 for e in resets)
     logged = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert sum(line.get("masked_task_updates", 0) for line in logged) == len(resets)
+
+
+@pytest.mark.parametrize("method", ["film", "softmod", "care", "pcgrad"])
+def test_every_baseline_learns_the_builtin_multitask_env(tmp_path, method):
+    """One seed at 24k env steps: far above a random policy (3%); the lowest measured was 56%."""
+    result, out = run(tmp_path, f"pointmass-{method}", train={"total_env_steps": 24_000,
+                                                              "eval_every_env_steps": 24_000, "eval_episodes": 20})
+    assert result["success_rate"] >= 0.4, result
+    assert not [e for e in read_jsonl(out / "events.jsonl") if e["event"].startswith("relaunch")]

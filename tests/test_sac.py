@@ -261,3 +261,25 @@ def test_temperatures_are_per_task_and_clamped():
     log_alpha = np.asarray(state.params["log_alpha"])
     assert log_alpha.shape == (T,) and len(set(log_alpha.round(6))) == T
     assert np.all(log_alpha <= config.sac.log_alpha_max) and np.all(log_alpha >= config.sac.log_alpha_min)
+
+
+def test_pcgrad_update_of_one_task_equals_the_plain_update():
+    """With one task there is nothing to project: the per-task-gradient path (a jacobian of the task losses, then
+    PCGrad, then Adam) must give exactly the plain path's step."""
+    network = BY_NAME["mtsac"](hidden=(16, 16))
+    plain = Config(network=network)
+    surgery = replace(plain, optim={"surgery": "pcgrad"})
+    nets = Compositional.build(network, 1, OBS, ACT)
+    batch = Batch(*(x[:1] for x in make_batch()))
+    states = {}
+    for name, config in (("plain", plain), ("pcgrad", surgery)):
+        state = init_state(nets, config, jax.random.PRNGKey(0))
+        update = make_update(nets, config)
+        for _ in range(2):
+            state, _, _ = update(state, batch)
+        states[name] = state
+    for a, b in zip(jax.tree.leaves(states["plain"].params), jax.tree.leaves(states["pcgrad"].params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(np.asarray(a - b)).max(), states["plain"].params,
+                                         init_state(nets, plain, jax.random.PRNGKey(0)).params))
+    assert max(moved) > 0

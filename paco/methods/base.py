@@ -94,6 +94,13 @@ class Method(abc.ABC):
         return rows(jnp.eye(self.num_tasks), task_ids)
 
 
+def init_actor_and_twin_critics(key: jax.Array, actor, critic, actor_inputs: tuple, critic_inputs: tuple) -> Params:
+    """{"actor", "critic": (Q1, Q2)} of flax modules, the two critics initialised independently."""
+    k_actor, k_critic = jax.random.split(key)
+    return {"actor": actor.init(k_actor, *actor_inputs),
+            "critic": tuple(critic.init(k, *critic_inputs) for k in jax.random.split(k_critic, 2))}
+
+
 def roles_by_rule(tree: Any, rule) -> Any:
     """A roles tree from `rule(path, leaf) -> role`, for methods whose roles follow from names and shapes."""
     return jax.tree_util.tree_map_with_path(lambda path, leaf: rule(jax.tree_util.keystr(path), leaf), tree)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from paco.config.methods import FiLMConfig
-from paco.methods.base import SHARED, TASK, Method, Params, roles_by_rule, rows
+from paco.methods.base import SHARED, TASK, Method, Params, init_actor_and_twin_critics, roles_by_rule, rows
 from paco.nets import default_kernel_init
 
 
@@ -58,11 +58,9 @@ class FiLM(Method):
     critic: FiLMMLP
 
     def init(self, key: jax.Array) -> Params:
-        k_actor, k_critic = jax.random.split(key)
         obs = jnp.zeros((self.num_tasks, 1, self.obs_dim))
         critic_in = jnp.zeros((self.num_tasks, 1, self.obs_dim + self.action_dim))
-        return {"actor": self.actor.init(k_actor, obs, None),
-                "critic": tuple(self.critic.init(k, critic_in, None) for k in jax.random.split(k_critic, 2))}
+        return init_actor_and_twin_critics(key, self.actor, self.critic, (obs, None), (critic_in, None))
 
     def actor_outputs(self, params, obs, task_ids=None):
         return self.actor.apply(params["actor"], obs, task_ids)

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 
 from paco.config.methods import SoftModulesConfig
-from paco.methods.base import SHARED, TASK, Method, Params, roles_by_rule
+from paco.methods.base import SHARED, TASK, Method, Params, init_actor_and_twin_critics, roles_by_rule
 from paco.nets import default_kernel_init, network_input
 
 HIDDEN_BIAS = 0.1
@@ -157,12 +157,10 @@ class SoftModules(Method):
     critic: SoftModularNet
 
     def init(self, key: jax.Array) -> Params:
-        k_actor, k_critic = jax.random.split(key)
         onehot = self.onehot()
-        actor = self.actor.init(k_actor, jnp.zeros((self.num_tasks, 1, self.obs_dim)), onehot)
+        obs = jnp.zeros((self.num_tasks, 1, self.obs_dim))
         critic_in = jnp.zeros((self.num_tasks, 1, self.obs_dim + self.action_dim))
-        critics = tuple(self.critic.init(k, critic_in, onehot) for k in jax.random.split(k_critic, 2))
-        return {"actor": actor, "critic": critics}
+        return init_actor_and_twin_critics(key, self.actor, self.critic, (obs, onehot), (critic_in, onehot))
 
     def actor_outputs(self, params, obs, task_ids=None):
         return self.actor.apply(params["actor"], obs, self.onehot(task_ids))
