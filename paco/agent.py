@@ -2,7 +2,8 @@
 
 `load_agent(run_dir)` rebuilds the run's method from its config, restores the parameters of a checkpoint,
 prepares the policy once (PaCo: composes the actor for every task), and returns an `Agent` that acts on any
-batch of observations with any mix of tasks in one jitted call. It satisfies Meta-World's `Agent` protocol (`eval_action`, `reset`), so
+batch of observations with any mix of tasks in one jitted call. It satisfies Meta-World's `Agent` protocol
+(`eval_action`, `reset`), so
 `metaworld.evaluation.evaluation(load_agent(run_dir), envs)` scores a run directly.
 """
 

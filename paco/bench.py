@@ -34,7 +34,8 @@ WARMUP_ROUNDS = 3
 # What `--methods` can time: the MT10-rand preset of each row of Table 1 (and beyond), at the shapes given.
 BENCH_PRESETS = {"mtsac": "mt10-rand-mtsac", "mhsac": "mt10-rand-mhsac", "paco": "mt10-rand-paco",
                  "film": "mt10-rand-film", "softmod": "mt10-rand-softmod", "care": "mt10-rand-care",
-                 "pcgrad": "mt10-rand-pcgrad"}
+                 "pcgrad": "mt10-rand-pcgrad", "moore": "mt10-rand-moore", "gradnorm": "mt10-rand-gradnorm",
+                 "mhsac-wide": "mt10-rand-mhsac-wide"}
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -179,10 +180,13 @@ def interleaved_seconds(steps: dict[str, Callable[[], object]], repeats: int) ->
 
 
 def bench_config(method: str, options: argparse.Namespace) -> Config:
-    """The method's MT10-rand preset at the shapes of the options (hidden widths and K where it has them)."""
+    """The method's MT10-rand preset at the shapes of the options (hidden widths and K where it has them, when
+    given; the wide multi-head keeps its widths unless --hidden is given)."""
     base = presets.get(BENCH_PRESETS[method])
     fields = {f.name for f in dataclasses.fields(base.network)}
-    shapes = {"hidden": tuple(options.hidden), "num_components": options.components}
+    shapes = {"num_components": options.components}
+    if options.hidden:
+        shapes.update(hidden=tuple(options.hidden), critic_hidden=())
     return config_lib.replace(base, network={k: v for k, v in shapes.items() if k in fields},
                               sac={"batch_per_task": options.batch_per_task})
 
@@ -279,7 +283,8 @@ def run(options: argparse.Namespace) -> dict[str, float]:
 
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {len(jax.devices())} device(s)")
     print(f"shapes: {options.tasks} tasks x {options.batch_per_task} per task, hidden "
-          f"{'x'.join(map(str, options.hidden))}, K={options.components}, obs {METAWORLD_OBS_DIM}, "
+          f"{'x'.join(map(str, options.hidden or (400, 400, 400)))}, K={options.components}, "
+          f"obs {METAWORLD_OBS_DIM}, "
           f"action {METAWORLD_ACTION_DIM}; median of {options.repeats}", flush=True)
     size = options.matmul_size or (2048 if jax.default_backend() == "cpu" else 8192)
     methods = list(dict.fromkeys(["mtsac", "paco", *options.methods]))
@@ -340,8 +345,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the figures as one JSON object")
     p.add_argument("--tasks", type=int, default=10)
     p.add_argument("--batch-per-task", type=int, default=128)
-    p.add_argument("--hidden", type=int, nargs="+", default=[400, 400, 400], metavar="WIDTH",
-                   help="hidden widths (default: 400 400 400); --hidden 32 gives 3 layers of 32")
+    p.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH",
+                   help="hidden widths of every method (default: each preset's, 400 400 400 but for the wide "
+                        "multi-head); --hidden 32 gives 3 layers of 32")
     p.add_argument("--components", type=int, default=5, help="PaCo's K")
     p.add_argument("--repeats", type=int, default=10, help="timed repeats per figure (the median is kept)")
     p.add_argument("--suite", default="MT10", help="env suite of the env and training-loop figures")
@@ -349,7 +355,8 @@ def parser() -> argparse.ArgumentParser:
                    help="vector-env steps timed for env stepping and for the training loop")
     p.add_argument("--matmul-size", type=int, default=0, help="side of the peak matmul (default 2048 CPU, 8192 else)")
     p.add_argument("--methods", default="", metavar="NAME,...",
-                   help=f"also time these methods' updates against MT-SAC's ('all', or from: {', '.join(BENCH_PRESETS)})")
+                   help=f"also time these methods' updates against MT-SAC's: 'all', or from "
+                        f"{', '.join(BENCH_PRESETS)}")
     return p
 
 
@@ -359,7 +366,7 @@ def check(options: argparse.Namespace) -> None:
 
     positive = {"--tasks": options.tasks, "--batch-per-task": options.batch_per_task, "--repeats": options.repeats,
                 "--components": options.components, "--vector-steps": options.vector_steps,
-                "--hidden": min(options.hidden)}
+                "--hidden": min(options.hidden or [1])}
     for name, value in positive.items():
         if value < 1:
             raise ValueError(f"{name} must be positive, got {value}")
@@ -376,7 +383,7 @@ def check(options: argparse.Namespace) -> None:
 def main(args: list[str]) -> None:
     """`paco bench`; a bad option raises ValueError with a one-line message."""
     options = parser().parse_args(args)
-    if len(options.hidden) == 1:
+    if options.hidden and len(options.hidden) == 1:
         options.hidden = options.hidden * 3
     names = [m.strip() for m in options.methods.split(",") if m.strip()]
     options.methods = list(BENCH_PRESETS) if names == ["all"] else names

@@ -100,7 +100,8 @@ def make_optimizer(config: Config, method: Method) -> optax.GradientTransformati
     groups["frozen"] = optax.set_to_zero()
     if config.optim.surgery != "none":
         surgery = SURGERIES[config.optim.surgery]
-        groups = {name: optax.chain(surgery(seed=i), inner) for i, (name, inner) in enumerate(groups.items())}
+        groups = {name: optax.chain(surgery(config.optim, name, i, method.num_tasks), inner)
+                  for i, (name, inner) in enumerate(groups.items())}
     return optax.multi_transform(groups, functools.partial(parameter_labels, method))
 
 
@@ -152,7 +153,12 @@ def make_update(method: Method, config: Config) -> Callable:
         # reduction per leaf where an elementwise isfinite mask would first be written out in full.
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(grad_norm)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        if per_task_gradients:  # each group's surgery may weigh its own loss (GradNorm)
+            task_losses = {"actor": losses.actor, "critic": losses.critic, "log_alpha": losses.alpha,
+                           "total": per_task}
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params, task_losses=task_losses)
+        else:
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         params["log_alpha"] = jnp.clip(params["log_alpha"], sac.log_alpha_min, sac.log_alpha_max)
         target_critic = method.update_target(params["critic"], state.target_critic, sac.tau)

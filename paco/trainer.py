@@ -351,7 +351,8 @@ def train(config: Config, run_dir: Path, resume: bool = False) -> dict | None:
         except Relaunch as relaunch:
             event = relaunch.args[0]
             print(f"critic loss {event['critic_loss']:.3g} at env step {event['env_steps']}: relaunch "
-                  f"{event['relaunch']} of at most {config.stability.max_relaunches}, from env step {event['from_step']}")
+                  f"{event['relaunch']} of at most {config.stability.max_relaunches}, "
+                  f"from env step {event['from_step']}")
             resume, relaunched = bool(checkpoint.checkpoint_steps(run_dir)), True
         finally:
             trainer.close()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from paco.config import Config, replace
-from paco.config.methods import (CAREConfig, FiLMConfig, MTSACConfig, MultiHeadConfig, PaCoConfig, SingleTaskConfig,
-                                 SoftModulesConfig)
+from paco.config.methods import (CAREConfig, FiLMConfig, MOOREConfig, MTSACConfig, MultiHeadConfig, PaCoConfig,
+                                 SingleTaskConfig, SoftModulesConfig)
 from paco.envs import task_names
 from paco.methods import FROZEN, METHODS, SHARED, TASK, build_method
 from paco.presets import get
@@ -18,7 +18,8 @@ NETWORKS = [MTSACConfig(hidden=(8, 8)), MultiHeadConfig(hidden=(8, 8)), SingleTa
             PaCoConfig(hidden=(8, 8), num_components=2), FiLMConfig(hidden=(8, 8), task_embedding_dim=4,
                                                                     generator_hidden=(8,)),
             SoftModulesConfig(trunk_width=8, gating_width=8, module_width=8, num_layers=3, num_modules=3),
-            CAREConfig(hidden=(8, 8), num_experts=3, encoder_dim=6)]
+            CAREConfig(hidden=(8, 8), num_experts=3, encoder_dim=6), MOOREConfig(hidden=(8, 8), num_experts=3),
+            MultiHeadConfig(hidden=(8, 8), critic_hidden=(12, 12))]
 TASKS = task_names(get("pointmass-mtsac").env)  # four tasks with description embeddings
 T, B, OBS, ACT = len(TASKS), 5, 4, 2
 
@@ -40,7 +41,7 @@ def perturbed(params, seed):
     return jax.tree.unflatten(tree, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
 
 
-@pytest.mark.parametrize("network", NETWORKS, ids=lambda n: n.name)
+@pytest.mark.parametrize("network", NETWORKS, ids=lambda n: n.name + ("-wide" * bool(getattr(n, "critic_hidden", ()))))
 def test_a_tasks_loss_moves_only_shared_parameters_and_its_own(network):
     config = replace(Config(), network=network)
     method = build_method(network, TASKS, OBS, ACT)

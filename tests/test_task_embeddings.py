@@ -60,7 +60,8 @@ def write(tmp_path, data) -> str:
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"dim": 3, "embeddings": {"a": [1.0, 0.0, 0.0], "b": [1.0, 0.0]}}, r"task 'b' .* has length 2, but the file's dim is 3"),
+    ({"dim": 3, "embeddings": {"a": [1.0, 0.0, 0.0], "b": [1.0, 0.0]}},
+     r"task 'b' .* has length 2, but the file's dim is 3"),
     ({"dim": 384, "embeddings": {"a": [1.0, 0.0]}}, r"task 'a' .* has length 2, but the file's dim is 384"),
     ({"dim": 2, "embeddings": {"a": [1.0, "x"]}}, r"task 'a' .* not a list of finite numbers"),
     ({"dim": "384", "embeddings": {}}, r"no valid 'dim'"),

@@ -71,9 +71,17 @@ class StabilityConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    surgery: Literal["none", "pcgrad"] = "none"
-    """Gradient surgery over per-task gradients before Adam: 'pcgrad' projects away conflicts (Yu et al. 2020),
-    separately for the actor's, the critics' and every other parameter group."""
+    surgery: Literal["none", "pcgrad", "gradnorm"] = "none"
+    """Gradient surgery over per-task gradients before Adam, separately for the actor's, the critics' and every
+    other parameter group: 'pcgrad' projects away conflicts (Yu et al. 2020); 'gradnorm' weights the tasks'
+    losses to balance their gradient norms (Chen et al. 2018)."""
+    gradnorm_alpha: float = 0.12
+    """GradNorm's asymmetry α: how strongly tasks that train slower get larger weights (metaworld-algorithms)."""
+    gradnorm_lr: float = 1e-3
+    """Adam learning rate of GradNorm's task weights."""
+    gradnorm_layer: str = ""
+    """GradNorm balances the gradient norms of the parameters whose path contains this (e.g. 'layers_2', the
+    last hidden layer); empty: all of a group's parameters."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +175,7 @@ def _check_method_sizes(net) -> None:
         if f.name.startswith("log_std") or isinstance(value, (bool, str)):
             continue
         if isinstance(value, tuple):
-            if not value or min(value) < 1:
+            if (not value and f.default != ()) or (value and min(value) < 1):
                 raise ValueError(f"network.{f.name} must be one or more positive layer widths, got {value}")
         elif not value > 0:  # also catches NaN
             raise ValueError(f"network.{f.name} must be positive, got {value}")

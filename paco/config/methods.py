@@ -23,6 +23,9 @@ class MethodConfig:
 class CompositionalConfig(MethodConfig):
     hidden: tuple[int, ...] = (400, 400, 400)
     """Hidden layer widths of the actor and of each critic."""
+    critic_hidden: tuple[int, ...] = ()
+    """Hidden layer widths of each critic where they differ from the actor's (McLean et al. 2025: wider critics
+    are what a scaled multi-task SAC needs most); empty: `hidden`."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,17 @@ class CAREConfig(CompositionalConfig):
     """Polyak rate of the target encoders (context and mixture); the critics' own rate is sac.tau."""
 
 
+@dataclass(frozen=True)
+class MOOREConfig(CompositionalConfig):
+    """MOORE (Hendawy et al. 2024): k shared experts made orthonormal per sample, mixed by per-task weights."""
+
+    name: ClassVar[str] = "moore"
+    num_experts: int = 4
+    """k, expert MLPs (each over `hidden`) in the actor and in each critic (MOORE: 4 for MT10, 6 for MT50)."""
+
+
 METHOD_CONFIGS: tuple[type[MethodConfig], ...] = (MTSACConfig, MultiHeadConfig, SingleTaskConfig, PaCoConfig,
-                                                  FiLMConfig, SoftModulesConfig, CAREConfig)
+                                                  FiLMConfig, SoftModulesConfig, CAREConfig, MOOREConfig)
 AnyMethodConfig = Union[MTSACConfig, MultiHeadConfig, SingleTaskConfig, PaCoConfig, FiLMConfig, SoftModulesConfig,
-                        CAREConfig]
+                        CAREConfig, MOOREConfig]
 BY_NAME: dict[str, type[MethodConfig]] = {c.name: c for c in METHOD_CONFIGS}

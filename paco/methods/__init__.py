@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from paco.config.methods import AnyMethodConfig
-from paco.methods import care, film, soft_modules
+from paco.methods import care, film, moore, soft_modules
 from paco.methods.base import FROZEN, SHARED, TASK, Method
 from paco.methods.compositional import Compositional
 
@@ -28,6 +28,7 @@ METHODS: dict[str, Builder] = {
     "film": film.build,
     "softmod": soft_modules.build,
     "care": care.build,
+    "moore": moore.build,
 }
 
 

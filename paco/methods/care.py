@@ -9,10 +9,10 @@ context only (one α per task), never on the state. Built as facebookresearch/mt
     context   c_τ            a frozen sentence embedding of task τ's description (a constant, not a parameter)
     projection               ReLU(c) → Linear(2·d) → ReLU → Linear(d) → ReLU
     trunk     z_ctx          Linear(d→d) → ReLU → Linear(d→d) → ReLU → Linear(d→d)    (MTRL: num_layers 2)
-    attention α              softmax(Linear(d→d) → ReLU → Linear(d→d) → ReLU → Linear(d→k)), temperature 1
+    attention α              softmax(Linear(d→d) → ReLU → Linear(d→d) → ReLU → Linear(d→k)), temp. 1
     experts   z_i(s)         Linear(obs→d) → ReLU → Linear(d→d), i = 1..k: (k, in, out) weights, one einsum
     actor                    MLP over `hidden`: z_s → 2·action_dim (mean, unsquashed log-std)
-    critics   Q_1, Q_2       MLP over `hidden`: [z_s, a] → 1
+    critics   Q_1, Q_2       MLP over `critic_hidden` (default `hidden`): [z_s, a] → 1
 
 with d = encoder_dim and k = num_experts. The context here is our own one-sentence description of each task,
 embedded offline with all-MiniLM-L6-v2 (384-d, unit norm; scripts/embed_task_descriptions.py writes
@@ -91,6 +91,7 @@ class CARE(Method):
 
     task_names: tuple[str, ...]
     hidden: tuple[int, ...]
+    critic_hidden: tuple[int, ...]
     num_experts: int
     encoder_dim: int
     encoder_tau: float
@@ -109,7 +110,7 @@ class CARE(Method):
             "experts": init_layers(keys[3], (self.obs_dim, d, d), expert_init, num_experts=k),
         }
         actor = init_layers(keys[4], (z_dim, *self.hidden, 2 * self.action_dim))
-        q = tuple(init_layers(kq, (z_dim + self.action_dim, *self.hidden, 1)) for kq in keys[5:7])
+        q = tuple(init_layers(kq, (z_dim + self.action_dim, *self.critic_hidden, 1)) for kq in keys[5:7])
         return {"actor": actor, "critic": {"encoder": encoder, "q": q}}
 
     def roles(self, params: Params) -> Any:
@@ -168,4 +169,5 @@ def build(config: CAREConfig, task_names: tuple[str, ...], obs_dim: int, action_
     task_names = tuple(task_names)
     context = load_task_embeddings(task_names)
     return CARE(len(task_names), obs_dim, action_dim, config.log_std_min, config.log_std_max, task_names,
-                tuple(config.hidden), config.num_experts, config.encoder_dim, config.encoder_tau, context)
+                tuple(config.hidden), tuple(config.critic_hidden or config.hidden), config.num_experts,
+                config.encoder_dim, config.encoder_tau, context)

@@ -87,14 +87,13 @@ class Compositional(Method):
     @staticmethod
     def build(config: CompositionalConfig, num_tasks: int, obs_dim: int, action_dim: int) -> "Compositional":
         arch = architecture(config, num_tasks)
-        layers = len(config.hidden) + 1
-
-        def mlp(spec: NetSpec, extra_in: int, out: int) -> ComposedMLP:
+        def mlp(spec: NetSpec, extra_in: int, out: int, hidden: tuple[int, ...]) -> ComposedMLP:
             n_in = obs_dim + extra_in + (num_tasks if spec.onehot_input else 0)
-            return ComposedMLP((n_in, *config.hidden, out), _layer_flags(spec, layers), arch.num_components)
+            return ComposedMLP((n_in, *hidden, out), _layer_flags(spec, len(hidden) + 1), arch.num_components)
 
         return Compositional(num_tasks, obs_dim, action_dim, config.log_std_min, config.log_std_max, arch,
-                             mlp(arch.actor, 0, 2 * action_dim), mlp(arch.critic, action_dim, 1),
+                             mlp(arch.actor, 0, 2 * action_dim, config.hidden),
+                             mlp(arch.critic, action_dim, 1, config.critic_hidden or config.hidden),
                              getattr(config, "w_lr", 0.0))
 
     def init(self, key: jax.Array) -> Params:

@@ -74,9 +74,9 @@ class FiLM(Method):
 
 
 def build(config: FiLMConfig, task_names: tuple[str, ...], obs_dim: int, action_dim: int) -> FiLM:
-    def mlp(n_in: int, n_out: int) -> FiLMMLP:
-        return FiLMMLP((n_in, *config.hidden, n_out), len(task_names), config.task_embedding_dim,
-                       config.generator_hidden)
+    def mlp(n_in: int, n_out: int, hidden: tuple[int, ...]) -> FiLMMLP:
+        return FiLMMLP((n_in, *hidden, n_out), len(task_names), config.task_embedding_dim, config.generator_hidden)
 
     return FiLM(len(task_names), obs_dim, action_dim, config.log_std_min, config.log_std_max,
-                mlp(obs_dim, 2 * action_dim), mlp(obs_dim + action_dim, 1))
+                mlp(obs_dim, 2 * action_dim, config.hidden),
+                mlp(obs_dim + action_dim, 1, config.critic_hidden or config.hidden))

@@ -28,8 +28,8 @@ def cpu_sized(config: Config) -> Config:
     tasks = {"MT10": 10, "MT50": 50}.get(config.env.suite, len(config.env.suite.split(",")))
     if isinstance(config.network, SoftModulesConfig):
         network = {"trunk_width": 256, "gating_width": 128, "module_width": 128}
-    else:
-        network = {"hidden": (256, 256)}
+    else:  # a wider critic stays twice as wide
+        network = {"hidden": (256, 256), "critic_hidden": (512, 512) if config.network.critic_hidden else ()}
     return replace(
         config,
         network=network,

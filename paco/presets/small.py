@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paco.config import replace
-from paco.config.methods import CAREConfig, FiLMConfig, MTSACConfig, PaCoConfig, SoftModulesConfig
+from paco.config.methods import CAREConfig, FiLMConfig, MOOREConfig, MTSACConfig, PaCoConfig, SoftModulesConfig
 from paco.presets import Preset
 from paco.presets.paper import BASELINE, PAPER
 
@@ -33,6 +33,10 @@ PRESETS: dict[str, Preset] = {
                              replace(POINTMASS_BASELINE, network=CAREConfig(hidden=(64, 64)))),
     "pointmass-pcgrad": Preset("", "Built-in 4-task point mass, PCGrad on MT-SAC's network",
                                replace(POINTMASS_BASELINE, optim={"surgery": "pcgrad"})),
+    "pointmass-moore": Preset("", "Built-in 4-task point mass, MOORE (4 experts of 64x64)",
+                              replace(POINTMASS_BASELINE, network=MOOREConfig(hidden=(64, 64)))),
+    "pointmass-gradnorm": Preset("", "Built-in 4-task point mass, GradNorm on MT-SAC's network",
+                                 replace(POINTMASS_BASELINE, optim={"surgery": "gradnorm"})),
     "cpu-quick": Preset("Quick start", "MT-SAC on four easy Meta-World tasks, about 13 minutes on a 2-core CPU",
                         replace(
                             PAPER,
