@@ -84,7 +84,10 @@ def make_losses(method: Method, config: SACConfig) -> Callable[..., TaskLosses]:
 
 
 def parameter_labels(method: Method, params: dict) -> dict:
-    """The optimiser group of every leaf: its top-level key (actor, critic, w, log_alpha, ...) or 'frozen'."""
+    """The optimiser group of every leaf: its top-level key (actor, critic, w, log_alpha, ...) or 'frozen'.
+
+    optax calls it with the parameters and with each update's gradients, which with gradient surgery carry a
+    leading task axis; only the frozen role matters here, and every method decides that by a leaf's path."""
     roles = method.roles({k: v for k, v in params.items() if k != "log_alpha"})
     labels = {key: jax.tree.map(lambda role, key=key: "frozen" if role == FROZEN else key, tree)
               for key, tree in roles.items()}

@@ -34,11 +34,14 @@ def batch(seed=0):
     return Batch(f(T, B, OBS), jnp.tanh(f(T, B, ACT)), f(T, B), f(T, B, OBS), jnp.zeros((T, B)))
 
 
-def perturbed(params, seed):
-    """Parameters moved off their init, so that zero-initialised layers (FiLM's generator) carry gradient."""
+def perturbed(params, seed, roles=None):
+    """Parameters moved off their init, so that zero-initialised layers (FiLM's generator) carry gradient;
+    frozen ones (a one-hot w) stay as they are, as they do in training."""
     leaves, tree = jax.tree.flatten(params)
+    frozen = [False] * len(leaves) if roles is None else [r == FROZEN for r in jax.tree.leaves(roles)]
     keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    return jax.tree.unflatten(tree, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+    return jax.tree.unflatten(tree, [p if f else p + 0.1 * jax.random.normal(k, p.shape)
+                                     for p, k, f in zip(leaves, keys, frozen)])
 
 
 @pytest.mark.parametrize("network", NETWORKS, ids=lambda n: n.name + ("-wide" * bool(getattr(n, "critic_hidden", ()))))
@@ -46,10 +49,10 @@ def test_a_tasks_loss_moves_only_shared_parameters_and_its_own(network):
     config = replace(Config(), network=network)
     method = build_method(network, TASKS, OBS, ACT)
     state = init_state(method, config, jax.random.PRNGKey(0))
-    params = {**perturbed({k: v for k, v in state.params.items() if k != "log_alpha"}, 1),
-              "log_alpha": state.params["log_alpha"]}
+    networks = {k: v for k, v in state.params.items() if k != "log_alpha"}
+    roles = method.roles(networks)
+    params = {**perturbed(networks, 1, roles), "log_alpha": state.params["log_alpha"]}
     losses_fn = make_losses(method, config.sac)
-    roles = method.roles({k: v for k, v in params.items() if k != "log_alpha"})
     roles = {**roles, "log_alpha": TASK}
     assert set(jax.tree.leaves(roles)) <= {SHARED, TASK, FROZEN}
 
@@ -57,8 +60,9 @@ def test_a_tasks_loss_moves_only_shared_parameters_and_its_own(network):
         losses = losses_fn(p, state.target_critic, batch(), jax.random.PRNGKey(2))
         return (losses.critic + losses.actor + losses.alpha)[task]
 
+    task_grad = jax.jit(jax.grad(task_loss))  # one compilation: the task is a traced index
     for task in range(T):
-        grads = jax.grad(task_loss)(params, task)
+        grads = task_grad(params, jnp.int32(task))
         moved_shared = False
         for role, grad in zip(jax.tree.leaves(roles), jax.tree.leaves(grads)):
             grad = np.asarray(grad)
@@ -70,8 +74,8 @@ def test_a_tasks_loss_moves_only_shared_parameters_and_its_own(network):
 
     # Frozen parameters never move, whatever their gradient.
     optimizer = make_optimizer(config, method)
-    grads = jax.grad(lambda p: sum(task_loss(p, t) for t in range(T)))(params)
-    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    grads = task_grad(params, jnp.int32(0))
+    updates, _ = jax.jit(optimizer.update)(grads, optimizer.init(params), params)
     for role, update in zip(jax.tree.leaves(roles), jax.tree.leaves(updates)):
         if role == FROZEN:
             np.testing.assert_array_equal(np.asarray(update), 0.0)
