@@ -17,6 +17,7 @@ import optax
 from paco import stability
 from paco.config import Config, SACConfig
 from paco.methods import FROZEN, Method
+from paco.methods.base import rows
 from paco.nets import sample_tanh_gaussian
 from paco.optim import SURGERIES
 
@@ -56,28 +57,31 @@ def td_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
 def make_losses(method: Method, config: SACConfig) -> Callable[..., TaskLosses]:
     target_entropy = method.action_dim * config.target_entropy_per_action_dim
 
-    def losses(params: dict, target_critic: Any, batch: Batch, key: jax.Array) -> TaskLosses:
+    def losses(params: dict, target_critic: Any, batch: Batch, key: jax.Array,
+               task_ids: jax.Array | None = None) -> TaskLosses:
+        """Losses of the batch's groups: every task in order, or the tasks `task_ids` names."""
         k_next, k_pi = jax.random.split(key)
-        alpha = jax.lax.stop_gradient(jnp.exp(params["log_alpha"]))
+        log_alpha = rows(params["log_alpha"], task_ids)
+        alpha = jax.lax.stop_gradient(jnp.exp(log_alpha))
         frozen = jax.lax.stop_gradient(params)
 
         # Critics: regress both onto the soft TD target of the target critics (which read the live task params).
-        next_mean, next_log_std = method.actor_distribution(frozen, batch.next_obs)
+        next_mean, next_log_std = method.actor_distribution(frozen, batch.next_obs, task_ids)
         next_action, next_log_prob = sample_tanh_gaussian(k_next, next_mean, next_log_std)
-        next_q = method.q_values(frozen, target_critic, batch.next_obs, next_action).min(0)
+        next_q = method.q_values(frozen, target_critic, batch.next_obs, next_action, task_ids).min(0)
         target = jax.lax.stop_gradient(
             td_target(batch.reward, batch.terminated, next_q, next_log_prob, alpha, config.gamma))
-        q = method.q_values(params, params["critic"], batch.obs, batch.action)
+        q = method.q_values(params, params["critic"], batch.obs, batch.action, task_ids)
         critic_loss = jnp.mean((q - target) ** 2, axis=-1).sum(0)
 
         # Actor: trains the actor's parameters (and shared task params such as PaCo's w); critics held fixed.
-        mean, log_std = method.actor_distribution(params, batch.obs)
+        mean, log_std = method.actor_distribution(params, batch.obs, task_ids)
         action, log_prob = sample_tanh_gaussian(k_pi, mean, log_std)
-        q_pi = method.q_values(frozen, frozen["critic"], batch.obs, action).min(0)
+        q_pi = method.q_values(frozen, frozen["critic"], batch.obs, action, task_ids).min(0)
         actor_loss = jnp.mean(alpha[:, None] * log_prob - q_pi, axis=-1)
 
         # Temperatures: one per task, towards the target entropy.
-        alpha_loss = -params["log_alpha"] * jnp.mean(jax.lax.stop_gradient(log_prob) + target_entropy, axis=-1)
+        alpha_loss = -log_alpha * jnp.mean(jax.lax.stop_gradient(log_prob) + target_entropy, axis=-1)
         return TaskLosses(critic_loss, actor_loss, alpha_loss, -jnp.mean(log_prob, -1), jnp.mean(q, (0, 2)))
 
     return losses
@@ -117,35 +121,64 @@ def init_state(method: Method, config: Config, key: jax.Array) -> TrainState:
     return TrainState(params, params["critic"], optimizer.init(params), k_state, jnp.zeros((), jnp.int32))
 
 
+def make_task_losses(method: Method, config: Config) -> Callable:
+    """`task_losses(params, target_critic, batch, key, task_ids=None) -> (masked, (losses, per_task, healthy))`:
+    each group's total loss (critic + actor + temperature), zero where maskout drops the task."""
+    losses_fn, stab = make_losses(method, config.sac), config.stability
+
+    def task_losses(params, target_critic, batch, key, task_ids=None):
+        # A task whose samples hold NaN/Inf is evaluated on zeros instead, so that the zero weight maskout
+        # gives it cannot turn into 0 * NaN in the backward pass; its reported loss stays non-finite.
+        finite_data = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), -1) for x in batch]), 0)
+        safe = Batch(*(jnp.where(finite_data.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0) for x in batch))
+        losses = losses_fn(params, target_critic, safe, key, task_ids)
+        per_task = jnp.where(finite_data, losses.critic + losses.actor + losses.alpha, jnp.nan)
+        healthy = stability.healthy_tasks(jax.lax.stop_gradient(per_task), stab.loss_threshold, stab.mode)
+        return jnp.where(healthy, per_task, 0.0), (losses, per_task, healthy)
+
+    return task_losses
+
+
+def summed_gradient(task_losses: Callable) -> Callable:
+    """The gradient of the sum of the task losses, and their aux."""
+    def total_loss(params, target_critic, batch, key):
+        masked, aux = task_losses(params, target_critic, batch, key)
+        return jnp.sum(masked), aux
+
+    return jax.grad(total_loss, has_aux=True)
+
+
+def per_task_gradient(task_losses: Callable) -> Callable:
+    """One gradient per task (a leading task axis on every leaf) from one call vmapped over the tasks: a task's
+    losses read only its own samples, so each backward pass runs over its B samples, where a jacobian of the
+    task losses would run T passes over the whole batch. Task τ draws its noise from the key's τ-th split."""
+    def gradient(params, target_critic, batch, key):
+        def one_task(task_batch, task_key, task):
+            def loss(p):
+                masked, aux = task_losses(p, target_critic, task_batch, task_key, task[None])
+                return masked[0], aux
+            return jax.grad(loss, has_aux=True)(params)
+
+        tasks = batch.reward.shape[0]
+        grads, aux = jax.vmap(one_task)(Batch(*(x[:, None] for x in batch)), jax.random.split(key, tasks),
+                                        jnp.arange(tasks))
+        return grads, jax.tree.map(lambda x: x[:, 0], aux)
+
+    return gradient
+
+
 def make_update(method: Method, config: Config) -> Callable:
     """One jitted step: losses of all tasks, maskout, one Adam step on everything, Polyak, w-reset.
 
     Returns `update(state, batch) -> (state, policy, metrics)`; `policy` is the method's policy prepared from
     the new parameters (PaCo: the actor composed for every task), which is all acting needs until the next
-    update. With gradient surgery (`optim.surgery`) the optimiser receives one gradient per task, from one
-    reverse-mode jacobian of the per-task losses over the task-grouped batch.
+    update. With gradient surgery (`optim.surgery`) the optimiser receives one gradient per task.
     """
     sac, stab = config.sac, config.stability
-    losses_fn = make_losses(method, sac)
     optimizer = make_optimizer(config, method)
     reset_w = stab.mode == "reset" and method.resets_task_vectors
     per_task_gradients = config.optim.surgery != "none"
-
-    def task_losses(params, target_critic, batch, key):
-        # A task whose samples hold NaN/Inf is evaluated on zeros instead, so that the zero weight maskout
-        # gives it cannot turn into 0 * NaN in the backward pass; its reported loss stays non-finite.
-        finite_data = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), -1) for x in batch]), 0)
-        safe = Batch(*(jnp.where(finite_data.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0) for x in batch))
-        losses = losses_fn(params, target_critic, safe, key)
-        per_task = jnp.where(finite_data, losses.critic + losses.actor + losses.alpha, jnp.nan)
-        healthy = stability.healthy_tasks(jax.lax.stop_gradient(per_task), stab.loss_threshold, stab.mode)
-        return jnp.where(healthy, per_task, 0.0), (losses, per_task, healthy)
-
-    def total_loss(params, target_critic, batch, key):
-        masked, aux = task_losses(params, target_critic, batch, key)
-        return jnp.sum(masked), aux
-
-    gradients = jax.jacrev(task_losses, has_aux=True) if per_task_gradients else jax.grad(total_loss, has_aux=True)
+    gradients = (per_task_gradient if per_task_gradients else summed_gradient)(make_task_losses(method, config))
 
     @jax.jit
     def update(state: TrainState, batch: Batch):
@@ -157,9 +190,8 @@ def make_update(method: Method, config: Config) -> Callable:
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(grad_norm)
         if per_task_gradients:  # each group's surgery may weigh its own loss (GradNorm)
-            task_losses = {"actor": losses.actor, "critic": losses.critic, "log_alpha": losses.alpha,
-                           "total": per_task}
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params, task_losses=task_losses)
+            by_group = {"actor": losses.actor, "critic": losses.critic, "log_alpha": losses.alpha, "total": per_task}
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params, task_losses=by_group)
         else:
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

@@ -16,7 +16,8 @@ from paco import presets
 from paco.checkpoint import PARAMS, CheckpointError, checkpoint_steps, directory, step_name
 from paco.cli import main
 from paco.config import replace
-from paco.config.methods import CAREConfig, FiLMConfig, MultiHeadConfig, PaCoConfig, SingleTaskConfig, SoftModulesConfig
+from paco.config.methods import (CAREConfig, FiLMConfig, MOOREConfig, MultiHeadConfig, PaCoConfig, SingleTaskConfig,
+                                 SoftModulesConfig)
 from paco.envs import make_env
 from paco.envs.metaworld import make_scoring_vector_env
 from paco.evaluation import SCORE_SEED_OFFSET, evaluate
@@ -121,7 +122,8 @@ def test_evaluate_command_writes_both_protocols(two_tasks, capsys):
 
 @pytest.mark.parametrize("network", [
     MultiHeadConfig(hidden=(16, 16)), SingleTaskConfig(hidden=(16, 16)), FiLMConfig(hidden=(16, 16)),
-    SoftModulesConfig(trunk_width=16, gating_width=16, module_width=16), CAREConfig(hidden=(16, 16))],
+    SoftModulesConfig(trunk_width=16, gating_width=16, module_width=16), CAREConfig(hidden=(16, 16)),
+    MOOREConfig(hidden=(16, 16))],
     ids=lambda network: network.name)
 def test_every_method_loads_as_an_agent_that_metaworld_scores(network, tmp_path):
     config = replace(quiet(presets.get("cpu-quick"), 600, 300), env={"suite": "reach,push"}, network=network,

@@ -152,23 +152,6 @@ def test_update_target_moves_the_encoder_at_encoder_tau_and_q_at_tau(method, par
 
 
 # -- 5. the prepared policy ------------------------------------------------------------------------------------
-def test_policy_distribution_with_mixed_tasks_equals_rows_of_the_grouped_actor(method, params):
-    policy = method.policy(params)
-    assert set(policy) == {"actor", "encoder"}
-    obs = grouped_obs(6, batch=4)
-    mean, log_std = jax.jit(method.actor_distribution)(params, obs)
-    picks = [(1, 0), (0, 2), (1, 3)]  # (task, sample)
-    mixed = jnp.stack([obs[t, b][None] for t, b in picks])  # (3, 1, OBS): one sample per group
-    m, s = jax.jit(method.policy_distribution)(policy, mixed, jnp.array([1, 0, 1]))
-    for g, (t, b) in enumerate(picks):
-        np.testing.assert_allclose(m[g, 0], mean[t, b], atol=1e-6)
-        np.testing.assert_allclose(s[g, 0], log_std[t, b], atol=1e-6)
-    # The task id matters: the same observation under another task gives another action distribution.
-    m_other, _ = method.policy_distribution(policy, mixed, jnp.array([0, 0, 0]))
-    assert np.abs(np.asarray(m_other[0] - m[0])).max() > 1e-6
-
-
-# -- build, roles, initialisation -----------------------------------------------------------------------------
 def test_roles_are_all_shared(method, params):
     roles = method.roles(params)
     assert jax.tree.structure(roles) == jax.tree.structure(params)

@@ -98,7 +98,7 @@ def test_roles_of_the_compositional_rows():
 def numpy_film(actor, obs, gamma=None, beta=None):
     """Actor MLP with FiLM on its hidden layers; gamma/beta None: the plain network."""
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), actor["params"])
-    h, start, out = obs.astype(np.float64), 0, []
+    h, start = obs.astype(np.float64), 0
     names = sorted((n for n in p if n.startswith("layers_")), key=lambda n: int(n.split("_")[1]))
     for i, name in enumerate(names):
         h = h @ p[name]["kernel"] + p[name]["bias"]
@@ -149,3 +149,23 @@ def test_unknown_care_task_is_a_one_line_error():
     with pytest.raises(ValueError, match="no context embedding for task 'not-a-task'") as error:
         build_method(CAREConfig(), ("reach-v3", "not-a-task"), OBS, ACT)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("network", NETWORKS, ids=lambda n: n.name + ("-wide" * bool(getattr(n, "critic_hidden", ()))))
+def test_groups_are_tasks_in_order_or_any_mix_of_tasks(network):
+    """task_ids=None means group g is task g; a mix of tasks gives each group its own task's outputs; the twin
+    critics differ; the policy prepared for acting gives the actor's distribution."""
+    method = build_method(network, TASKS, OBS, ACT)
+    params = perturbed(method.init(jax.random.PRNGKey(0)), 5, method.roles(method.init(jax.random.PRNGKey(0))))
+    data, task_ids = batch(6), jnp.array([2, 0, 2])
+    actor, q = jax.jit(method.actor_distribution), jax.jit(method.q_values)
+    grouped = actor(params, data.obs)
+    np.testing.assert_allclose(grouped[0], actor(params, data.obs, jnp.arange(T))[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(actor(params, data.obs[task_ids], task_ids)[0], grouped[0][task_ids],
+                               rtol=1e-5, atol=1e-5)
+    policy = jax.jit(method.policy_distribution)(method.policy(params), data.obs[task_ids], task_ids)
+    np.testing.assert_allclose(policy[0], grouped[0][task_ids], rtol=1e-5, atol=1e-5)
+    values = q(params, params["critic"], data.obs, data.action)
+    assert values.shape == (2, T, B) and float(jnp.abs(values[0] - values[1]).max()) > 1e-4
+    mixed = q(params, params["critic"], data.obs[task_ids], data.action[task_ids], task_ids)
+    np.testing.assert_allclose(mixed, values[:, task_ids], rtol=1e-5, atol=1e-5)

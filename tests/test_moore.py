@@ -234,26 +234,6 @@ def test_task_parameters_get_gradient_only_from_their_task(network):
 
 # -- 4. critics, grouping, roles ---------------------------------------------------------------------------
 
-def test_q_values_and_grouping():
-    method, params = make(seed=1)
-    obs, action = observations(T), actions(T)
-    q = method.q_values(params, params["critic"], obs, action)
-    assert q.shape == (2, T, B)
-    assert float(jnp.max(jnp.abs(q[0] - q[1]))) > 1e-3
-    np.testing.assert_allclose(q, method.q_values(params, params["critic"], obs, action, jnp.arange(T)),
-                               rtol=1e-6, atol=1e-7)
-
-    task_ids = jnp.array([2, 0, 2])
-    q_mixed = method.q_values(params, params["critic"], obs[task_ids], action[task_ids], task_ids)
-    assert q_mixed.shape == (2, 3, B)
-    np.testing.assert_allclose(q_mixed, q[:, task_ids], rtol=1e-6, atol=1e-6)
-
-    out = method.actor_outputs(params, obs, None)
-    np.testing.assert_allclose(out, method.actor_outputs(params, obs, jnp.arange(T)), rtol=1e-6, atol=1e-7)
-    mean, log_std = method.policy_distribution(method.policy(params), obs, None)
-    assert mean.shape == log_std.shape == (T, B, ACT)
-
-
 def test_roles_and_structure():
     method, params = make()
     roles = method.roles(params)

@@ -13,7 +13,8 @@ from paco.config import Config, SACConfig, StabilityConfig, replace
 from paco.config.methods import BY_NAME, PaCoConfig
 from paco.methods.compositional import Compositional
 from paco.nets import tanh_gaussian_log_prob
-from paco.sac import Batch, init_state, make_losses, make_optimizer, make_update, td_target
+from paco.sac import (Batch, init_state, make_losses, make_optimizer, make_task_losses, make_update,
+                      per_task_gradient, td_target)
 
 T, B, OBS, ACT = 3, 6, 5, 2
 LOG_STD = (-10.0, 2.0)
@@ -263,23 +264,22 @@ def test_temperatures_are_per_task_and_clamped():
     assert np.all(log_alpha <= config.sac.log_alpha_max) and np.all(log_alpha >= config.sac.log_alpha_min)
 
 
-def test_pcgrad_update_of_one_task_equals_the_plain_update():
-    """With one task there is nothing to project: the per-task-gradient path (a jacobian of the task losses, then
-    PCGrad, then Adam) must give exactly the plain path's step."""
-    network = BY_NAME["mtsac"](hidden=(16, 16))
-    plain = Config(network=network)
-    surgery = replace(plain, optim={"surgery": "pcgrad"})
-    nets = Compositional.build(network, 1, OBS, ACT)
-    batch = Batch(*(x[:1] for x in make_batch()))
-    states = {}
-    for name, config in (("plain", plain), ("pcgrad", surgery)):
-        state = init_state(nets, config, jax.random.PRNGKey(0))
-        update = make_update(nets, config)
-        for _ in range(2):
-            state, _, _ = update(state, batch)
-        states[name] = state
-    for a, b in zip(jax.tree.leaves(states["plain"].params), jax.tree.leaves(states["pcgrad"].params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-    moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(np.asarray(a - b)).max(), states["plain"].params,
-                                         init_state(nets, plain, jax.random.PRNGKey(0)).params))
-    assert max(moved) > 0
+def test_per_task_gradients_from_one_vmapped_call_equal_each_tasks_own_gradient():
+    """What gradient surgery receives: row τ is the gradient of task τ's loss on its own samples, computed here
+    task by task (with the key the vmapped call gives task τ); summed, they move what the plain gradient moves."""
+    config, nets, state = build("paco", k=2)
+    batch, key = make_batch(), jax.random.PRNGKey(5)
+    task_losses = make_task_losses(nets, config)
+    grads, (losses, _, healthy) = jax.jit(per_task_gradient(task_losses))(state.params, state.target_critic, batch,
+                                                                           key)
+    assert losses.critic.shape == healthy.shape == (T,)
+    for task, task_key in enumerate(jax.random.split(key, T)):
+        def loss(params):
+            one = Batch(*(x[task:task + 1] for x in batch))
+            return task_losses(params, state.target_critic, one, task_key, jnp.array([task]))[0][0]
+
+        own = jax.grad(loss)(state.params)
+        for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(own)):
+            np.testing.assert_allclose(np.asarray(got[task]), np.asarray(want), rtol=1e-4, atol=1e-6)
+        w_grad = np.asarray(grads["w"][task])
+        np.testing.assert_array_equal(np.delete(w_grad, task, axis=0), 0.0)

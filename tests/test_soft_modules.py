@@ -181,44 +181,7 @@ def test_build_rejects_a_single_layer():
         soft_modules.build(SoftModulesConfig(num_layers=1), TASKS, OBS, ACT)
 
 
-# -- 3. critics and grouping ---------------------------------------------------------------------------------
-
-def test_q_values_and_grouping(setup):
-    method, params, obs, action = setup
-    q = method.q_values(params, params["critic"], obs, action)
-    assert q.shape == (2, T, B)
-    assert float(jnp.max(jnp.abs(q[0] - q[1]))) > 1e-3
-    np.testing.assert_allclose(q, method.q_values(params, params["critic"], obs, action, jnp.arange(T)),
-                               rtol=1e-6, atol=1e-7)
-
-    task_ids = jnp.array([2, 0, 2])
-    q_mixed = method.q_values(params, params["critic"], obs[task_ids], action[task_ids], task_ids)
-    assert q_mixed.shape == (2, 3, B)
-    np.testing.assert_allclose(q_mixed, q[:, task_ids], rtol=1e-6, atol=1e-6)
-
-    out = method.actor_outputs(params, obs, None)
-    np.testing.assert_allclose(out, method.actor_outputs(params, obs, jnp.arange(T)), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(method.actor_outputs(params, obs[task_ids], task_ids), out[task_ids],
-                               rtol=1e-6, atol=1e-6)
-    # the task matters to the actor and the critics
-    swapped = jnp.array([1, 2, 0])
-    assert float(jnp.max(jnp.abs(method.actor_outputs(params, obs, swapped) - out))) > 1e-3
-    assert float(jnp.max(jnp.abs(method.q_values(params, params["critic"], obs, action, swapped) - q))) > 1e-3
-
-
-def test_default_policy_and_jit(setup):
-    method, params, obs, _ = setup
-    policy = method.policy(params)
-    assert set(policy) == {"actor"}
-    task_ids = jnp.array([1, 1, 0])
-    mean, log_std = method.policy_distribution(policy, obs, task_ids)
-    ref_mean, ref_log_std = method.actor_distribution(params, obs, task_ids)
-    np.testing.assert_allclose(mean, ref_mean, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(log_std, ref_log_std, rtol=1e-5, atol=1e-6)
-    assert mean.shape == log_std.shape == (3, B, ACT)
-
-
-# -- 4. roles and per-task gradients ---------------------------------------------------------------------------
+# -- 3. roles (tests/test_methods.py checks every method's gradients and grouping) ---------------------------
 
 def test_roles(setup):
     method, params, _, _ = setup
@@ -234,34 +197,3 @@ def test_roles(setup):
     for leaf, role in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(roles)):
         if role == TASK:
             assert leaf.shape[0] == T
-
-
-@functools.cache
-def task_gradients(method):
-    """Gradients of one task's part of an actor loss and of a critic loss (the task a traced argument:
-    one compile for every task)."""
-    def actor_loss(p, obs, action, tau):
-        return jnp.sum(method.actor_outputs(p, obs, None)[tau])
-
-    def critic_loss(p, obs, action, tau):
-        return jnp.sum(method.q_values(p, p["critic"], obs, action, None)[:, tau])
-
-    return jax.jit(jax.grad(actor_loss)), jax.jit(jax.grad(critic_loss))
-
-
-@pytest.mark.parametrize("tau", range(T))
-def test_task_rows_get_only_their_task_gradient(setup, tau):
-    method, params, obs, action = setup
-    actor_grad, critic_grad = task_gradients(method)
-    grads = actor_grad(params, obs, action, tau)
-    kernels = [grads["actor"]["params"]["task_embedding"]["kernel"]]
-    grads = critic_grad(params, obs, action, tau)
-    kernels += [c["params"]["task_embedding"]["kernel"] for c in grads["critic"]]
-    for kernel in kernels:
-        assert kernel.shape[0] == T
-        others = np.delete(np.asarray(kernel), tau, axis=0)
-        np.testing.assert_array_equal(others, 0.0)
-        assert float(jnp.max(jnp.abs(kernel[tau]))) > 0
-    # the shared parameters, the embedding's bias among them, get the gradient
-    assert float(jnp.max(jnp.abs(grads["critic"][0]["params"]["task_embedding"]["bias"]))) > 0
-    assert float(jnp.max(jnp.abs(grads["critic"][1]["params"]["module_layers_0"]["kernel"]))) > 0

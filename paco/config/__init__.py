@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from paco.config.methods import BY_NAME, AnyMethodConfig, MTSACConfig, PaCoConfig
+from paco.config.methods import BY_NAME, AnyMethodConfig, MTSACConfig
 
 
 @dataclass(frozen=True)

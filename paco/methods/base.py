@@ -94,11 +94,32 @@ class Method(abc.ABC):
         return rows(jnp.eye(self.num_tasks), task_ids)
 
 
-def init_actor_and_twin_critics(key: jax.Array, actor, critic, actor_inputs: tuple, critic_inputs: tuple) -> Params:
-    """{"actor", "critic": (Q1, Q2)} of flax modules, the two critics initialised independently."""
-    k_actor, k_critic = jax.random.split(key)
-    return {"actor": actor.init(k_actor, *actor_inputs),
-            "critic": tuple(critic.init(k, *critic_inputs) for k in jax.random.split(k_critic, 2))}
+@dataclass(frozen=True)
+class ModuleNetworks(Method):
+    """A method whose actor and each of its twin critics is one flax module called as `net(x, task_input)`:
+    x the observation (critics: observation and action), task_input what `task_input(task_ids)` makes of the
+    groups' tasks (the task ids themselves, or their one-hots)."""
+
+    actor: Any
+    critic: Any
+
+    def task_input(self, task_ids: jax.Array | None) -> Any:
+        return task_ids
+
+    def init(self, key: jax.Array) -> Params:
+        obs = jnp.zeros((self.num_tasks, 1, self.obs_dim))
+        critic_in = jnp.zeros((self.num_tasks, 1, self.obs_dim + self.action_dim))
+        task = self.task_input(None)
+        k_actor, k_critic = jax.random.split(key)
+        return {"actor": self.actor.init(k_actor, obs, task),
+                "critic": tuple(self.critic.init(k, critic_in, task) for k in jax.random.split(k_critic, 2))}
+
+    def actor_outputs(self, params, obs, task_ids=None):
+        return self.actor.apply(params["actor"], obs, self.task_input(task_ids))
+
+    def q_values(self, params, critic, obs, action, task_ids=None):
+        x, task = jnp.concatenate([obs, action], -1), self.task_input(task_ids)
+        return jnp.stack([self.critic.apply(p, x, task) for p in critic])[..., 0]
 
 
 def roles_by_rule(tree: Any, rule) -> Any:

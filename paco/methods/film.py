@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from paco.config.methods import FiLMConfig
-from paco.methods.base import SHARED, TASK, Method, Params, init_actor_and_twin_critics, roles_by_rule, rows
+from paco.methods.base import SHARED, TASK, ModuleNetworks, roles_by_rule, rows
 from paco.nets import default_kernel_init
 
 
@@ -53,21 +53,8 @@ class FiLMMLP(nn.Module):
 
 
 @dataclass(frozen=True)
-class FiLM(Method):
-    actor: FiLMMLP
-    critic: FiLMMLP
-
-    def init(self, key: jax.Array) -> Params:
-        obs = jnp.zeros((self.num_tasks, 1, self.obs_dim))
-        critic_in = jnp.zeros((self.num_tasks, 1, self.obs_dim + self.action_dim))
-        return init_actor_and_twin_critics(key, self.actor, self.critic, (obs, None), (critic_in, None))
-
-    def actor_outputs(self, params, obs, task_ids=None):
-        return self.actor.apply(params["actor"], obs, task_ids)
-
-    def q_values(self, params, critic, obs, action, task_ids=None):
-        x = jnp.concatenate([obs, action], -1)
-        return jnp.stack([self.critic.apply(p, x, task_ids) for p in critic])[..., 0]
+class FiLM(ModuleNetworks):
+    """Actor and twin critics, each a `FiLMMLP` reading the groups' task ids."""
 
     def roles(self, params):
         return roles_by_rule(params, lambda path, leaf: TASK if "task_embedding" in path else SHARED)

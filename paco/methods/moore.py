@@ -61,7 +61,7 @@ import jax
 import jax.numpy as jnp
 
 from paco.config.methods import MOOREConfig
-from paco.methods.base import SHARED, TASK, Method, Params, init_actor_and_twin_critics, roles_by_rule, rows
+from paco.methods.base import SHARED, TASK, ModuleNetworks, Params, roles_by_rule, rows
 from paco.nets import network_input
 
 EPS = 1e-8  # Gram–Schmidt normalisation guard (metaworld-algorithms' ε; MOORE has none)
@@ -172,23 +172,8 @@ class MOORENet(nn.Module):
 
 
 @dataclass(frozen=True)
-class MOORE(Method):
+class MOORE(ModuleNetworks):
     """MOORE: params {"actor": net, "critic": (net, net)}; each net has its own experts, task weights, heads."""
-
-    actor: MOORENet
-    critic: MOORENet
-
-    def init(self, key: jax.Array) -> Params:
-        obs = jnp.zeros((self.num_tasks, 1, self.obs_dim))
-        critic_in = jnp.zeros((self.num_tasks, 1, self.obs_dim + self.action_dim))
-        return init_actor_and_twin_critics(key, self.actor, self.critic, (obs, None), (critic_in, None))
-
-    def actor_outputs(self, params, obs, task_ids=None):
-        return self.actor.apply(params["actor"], obs, task_ids)
-
-    def q_values(self, params, critic, obs, action, task_ids=None):
-        x = network_input(obs, None, action)
-        return jnp.stack([self.critic.apply(p, x, task_ids) for p in critic])[..., 0]
 
     def features(self, network_params: Params, obs: jax.Array, action: jax.Array | None = None) -> jax.Array:
         """The orthonormal basis u (G, B, k, d) of one network: the actor's (`network_params` = params["actor"]),

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 
 from paco.config.methods import SoftModulesConfig
-from paco.methods.base import SHARED, TASK, Method, Params, init_actor_and_twin_critics, roles_by_rule
+from paco.methods.base import SHARED, TASK, ModuleNetworks, Params, roles_by_rule
 from paco.nets import default_kernel_init, network_input
 
 HIDDEN_BIAS = 0.1
@@ -150,25 +150,12 @@ class SoftModularNet(nn.Module):
 
 
 @dataclass(frozen=True)
-class SoftModules(Method):
+class SoftModules(ModuleNetworks):
     """Soft-Modularization: params {"actor": net, "critic": (net, net)}; every network routes by task."""
 
-    actor: SoftModularNet
-    critic: SoftModularNet
-
-    def init(self, key: jax.Array) -> Params:
-        onehot = self.onehot()
-        obs = jnp.zeros((self.num_tasks, 1, self.obs_dim))
-        critic_in = jnp.zeros((self.num_tasks, 1, self.obs_dim + self.action_dim))
-        return init_actor_and_twin_critics(key, self.actor, self.critic, (obs, onehot), (critic_in, onehot))
-
-    def actor_outputs(self, params, obs, task_ids=None):
-        return self.actor.apply(params["actor"], obs, self.onehot(task_ids))
-
-    def q_values(self, params, critic, obs, action, task_ids=None):
-        x = network_input(obs, None, action)
-        onehot = self.onehot(task_ids)
-        return jnp.stack([self.critic.apply(p, x, onehot) for p in critic])[..., 0]
+    def task_input(self, task_ids):
+        """The networks read each group's task as its one-hot (z = Linear(onehot))."""
+        return self.onehot(task_ids)
 
     def routing(self, network_params: Params, obs: jax.Array, task_ids: jax.Array | None = None,
                 action: jax.Array | None = None) -> list[jax.Array]:
