@@ -14,7 +14,7 @@ _MT10 = {
              replace(BASELINE, network=FiLMConfig())),
     "softmod": ("Soft-Modularization, the official code's routing (2 layers x 2 modules x 256)",
                 replace(BASELINE, network=SoftModulesConfig())),
-    "care": ("CARE: 4 state encoders mixed by attention over each task's description embedding",
+    "care": ("CARE: state encoders (MT10: 4, MT50: 10) mixed by attention over each task's description embedding",
              replace(BASELINE, network=CAREConfig(num_experts=4))),
     "pcgrad": ("PCGrad on MT-SAC's network: per-task gradients projected apart (Yu et al. 2020)",
                replace(BASELINE, optim={"surgery": "pcgrad"})),
