@@ -77,15 +77,21 @@ def gram_schmidt(h: jax.Array) -> jax.Array:
     """Orthonormalise the k rows of h (..., k, d), in order (classical Gram–Schmidt, as MOORE's
     `OrthogonalLayer1D`): u_1 = h_1/‖h_1‖, u_i = normalise(h_i − Σ_{j<i} (h_i·u_j) u_j).
     Returns (..., k, d)."""
+    return jnp.moveaxis(orthonormalise([h[..., i, :] for i in range(h.shape[-2])]), 0, -2)
+
+
+def orthonormalise(vectors: list[jax.Array]) -> jax.Array:
+    """Gram–Schmidt of k arrays (..., d), in order, stacked on a new leading axis: (k, ..., d)."""
     def project_out(v: jax.Array, basis: list[jax.Array]) -> jax.Array:
         return v - sum(jnp.sum(v * u, axis=-1, keepdims=True) * u for u in basis)  # the sum of none is 0
 
     basis: list[jax.Array] = []
-    for i in range(h.shape[-2]):  # k is small and static
+    for v in vectors:  # k is small and static
         # Projected twice ("twice is enough"): the same basis in exact arithmetic, and orthonormal to float
-        # precision in float32 even for nearly dependent outputs, where one pass is not.
-        basis.append(normalise(project_out(project_out(h[..., i, :], basis), basis)))
-    return jnp.stack(basis, axis=-2)
+        # precision in float32 even for nearly dependent outputs, where one pass is not (it costs 7% of
+        # MOORE's update at MT10's shapes).
+        basis.append(normalise(project_out(project_out(v, basis), basis)))
+    return jnp.stack(basis)
 
 
 def torch_default_uniform(fan_in: int):
@@ -116,11 +122,12 @@ class ExpertLayer(nn.Module):
         self.bias = self.param("bias", torch_default_uniform(self.in_features), (k, self.features))
 
     def __call__(self, x: jax.Array, per_expert: bool) -> jax.Array:
-        """x: one input for all experts (G, B, in), or with `per_expert` one per expert (G, B, k, in);
-        out (G, B, k, features)."""
+        """x: one input for all experts (N, in), or with `per_expert` one per expert (k, N, in); out
+        (k, N, features). Expert-major, so that every layer is one matmul with at most one batch axis (the
+        experts): 8% faster MOORE updates at MT10's shapes on a CPU than the sample-major layout."""
         if per_expert:
-            return jnp.einsum("gbki,kio->gbko", x, self.kernel) + self.bias
-        return jnp.einsum("gbi,kio->gbko", x, self.kernel) + self.bias
+            return jnp.einsum("kni,kio->kno", x, self.kernel) + self.bias[:, None, :]
+        return jnp.einsum("ni,kio->kno", x, self.kernel) + self.bias[:, None, :]
 
 
 class TaskHeads(nn.Module):
@@ -154,20 +161,22 @@ class MOORENet(nn.Module):
         self.task_weights = self.param("task_weights", task_weights_init, (self.num_tasks, k))
         self.heads = TaskHeads(self.num_tasks, self.sizes[-1], self.out_features)
 
-    def expert_outputs(self, x: jax.Array) -> jax.Array:
-        """Every expert's output h (G, B, k, d): ReLU between layers, the last layer linear."""
-        h = self.experts[0](x, per_expert=False)
+    def expert_basis(self, x: jax.Array) -> jax.Array:
+        """The orthonormal basis u (k, G, B, d) of each sample, expert-major (it does not depend on the task):
+        every expert's output (ReLU between layers, the last layer linear), then Gram–Schmidt."""
+        h = self.experts[0](x.reshape(-1, x.shape[-1]), per_expert=False)
         for layer in self.experts[1:]:
             h = layer(nn.relu(h), per_expert=True)
-        return h
+        h = h.reshape(h.shape[:1] + x.shape[:-1] + h.shape[-1:])
+        return orthonormalise([h[i] for i in range(h.shape[0])])
 
     def basis(self, x: jax.Array) -> jax.Array:
-        """The orthonormal basis u (G, B, k, d) of each sample (it does not depend on the task)."""
-        return gram_schmidt(self.expert_outputs(x))
+        """The orthonormal basis as (G, B, k, d)."""
+        return jnp.moveaxis(self.expert_basis(x), 0, -2)
 
     def __call__(self, x: jax.Array, task_ids: jax.Array | None) -> jax.Array:
         w = rows(self.task_weights, task_ids)  # (G, k)
-        f = jnp.tanh(jnp.einsum("gbkd,gk->gbd", self.basis(x), w))
+        f = jnp.tanh(jnp.einsum("kgbd,gk->gbd", self.expert_basis(x), w))
         return self.heads(f, task_ids)
 
 
