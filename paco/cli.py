@@ -84,8 +84,7 @@ def _flat(config: Config) -> dict:
 def _differences(a: Config, b: Config) -> list[str]:
     """Settings that differ between two configs, as 'section.field: a != b' (output path and progress bar aside)."""
     fa, fb = _flat(a), _flat(b)
-    keys = [k for k in fa if k in fb] + [k for k in (*fa, *fb) if k not in fa or k not in fb]
-    return [f"{k}: {fa.get(k, '-')!r} != {fb.get(k, '-')!r}" for k in dict.fromkeys(keys)
+    return [f"{k}: {fa.get(k, '-')!r} != {fb.get(k, '-')!r}" for k in dict.fromkeys([*fa, *fb])
             if fa.get(k) != fb.get(k) and k not in ("out", "train.progress")]
 
 
