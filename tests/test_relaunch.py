@@ -3,12 +3,11 @@ its newest good checkpoint (or to the start) on a new random stream, every relau
 keeps exploding stops at the cap."""
 
 import json
-import shutil
 
 import numpy as np
 
 from paco import presets
-from paco.checkpoint import checkpoint_steps, remove
+from paco.checkpoint import checkpoint_steps
 from paco.cli import main
 from paco.config import replace
 from paco.logger import read_jsonl
@@ -33,7 +32,7 @@ def first_explosion(seed, stream, after, total, probability):
     return None
 
 
-def test_a_transient_explosion_relaunches_from_the_checkpoint_and_the_run_finishes(tmp_path):
+def test_a_transient_explosion_relaunches_from_the_checkpoint_and_the_run_finishes(tmp_path, resumes_identically):
     cfg = config(tmp_path, explode_after_env_steps=2000, explode_probability=0.002)
     # The premise, from the draws themselves: the first stream explodes soon after the checkpoint at 2000,
     # the stream after one relaunch never does.
@@ -56,12 +55,7 @@ def test_a_transient_explosion_relaunches_from_the_checkpoint_and_the_run_finish
     assert max(losses) < 1e8  # the metrics are those of the relaunched stream, which never exploded
 
     # Killed after the relaunch, before another checkpoint: resuming continues on the relaunched stream.
-    killed = tmp_path.parent / f"{tmp_path.name}-killed"
-    shutil.copytree(tmp_path, killed)
-    remove(killed, 4000)
-    train(replace(cfg, out=str(killed)), killed, resume=True)
-    for name in ("metrics.jsonl", "events.jsonl"):
-        assert (killed / name).read_bytes() == (tmp_path / name).read_bytes(), name
+    resumes_identically(cfg, tmp_path, 4000)
 
 
 def test_the_relaunch_cap_ends_a_run_that_keeps_exploding(tmp_path, capsys):
