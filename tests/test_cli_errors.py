@@ -67,6 +67,8 @@ def fails_cleanly(args, capsys, watched: Path, message: str) -> None:
     (["--network.num-components", "2"], "Unrecognized options: --network.num-components"),  # MT-SAC has no K
     (["--stability.max-relaunches", "-1"], "stability.max_relaunches must not be negative, got -1"),
     (["--optim.surgery", "cagrad"], "invalid choice 'cagrad' for argument '--optim.surgery'"),
+    (["--optim.gradnorm-lr", "0"], "optim.gradnorm_lr must be positive, got 0.0"),
+    (["--optim.gradnorm-alpha", "-1"], "optim.gradnorm_alpha must not be negative, got -1.0"),
     (["--stability.loss-threshold", "-3"], "stability.loss_threshold must be positive, got -3.0"),
     (["--stability.loss-threshold", "nan"], "stability.loss_threshold must be positive, got nan"),
     (["--stability.loss-threshold", "big"], "--stability.loss-threshold: could not convert string to float"),

@@ -197,12 +197,14 @@ def validate(config: Config) -> None:
                 "train.updates_per_vector_step": train.updates_per_vector_step,
                 "train.eval_episodes": train.eval_episodes, "train.keep_checkpoints": train.keep_checkpoints,
                 "env.max_episode_steps": config.env.max_episode_steps, "sac.actor_lr": sac.actor_lr,
-                "sac.critic_lr": sac.critic_lr, "sac.alpha_lr": sac.alpha_lr, "sac.tau": sac.tau}
+                "sac.critic_lr": sac.critic_lr, "sac.alpha_lr": sac.alpha_lr, "sac.tau": sac.tau,
+                "optim.gradnorm_lr": config.optim.gradnorm_lr}
     non_negative = {"train.warmup_env_steps": train.warmup_env_steps,
                     "train.eval_every_env_steps": train.eval_every_env_steps,
                     "train.log_every_env_steps": train.log_every_env_steps,
                     "train.checkpoint_every_env_steps": train.checkpoint_every_env_steps, "seed": config.seed,
-                    "stability.max_relaunches": stab.max_relaunches}
+                    "stability.max_relaunches": stab.max_relaunches,
+                    "optim.gradnorm_alpha": config.optim.gradnorm_alpha}
     for name, value in positive.items():
         if not value > 0:  # also catches NaN
             raise ValueError(f"{name} must be positive, got {value}")
