@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 
-from paco.envs import MultiTaskEnv, make_env
+from paco.envs import MultiTaskEnv, make_env, pointmass_tasks
 
 if TYPE_CHECKING:
     from paco.agent import Agent
@@ -68,7 +68,7 @@ def score(agent: Agent, protocol: Literal["paco", "metaworld"], episodes: int, s
             env.close()
     if protocol != "metaworld":
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-    if env_config.suite == "pointmass":
+    if pointmass_tasks(env_config.suite) is not None:
         raise ValueError("the metaworld protocol needs a Meta-World suite; this run trained on pointmass")
     if episodes < 1:
         raise ValueError(f"episodes must be positive, got {episodes}")

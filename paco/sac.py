@@ -16,7 +16,7 @@ import optax
 
 from paco import stability
 from paco.config import Config, SACConfig
-from paco.methods import FROZEN, Method
+from paco.methods import FROZEN, SHARED, Method
 from paco.methods.base import rows
 from paco.nets import sample_tanh_gaussian
 from paco.optim import SURGERIES
@@ -87,13 +87,15 @@ def make_losses(method: Method, config: SACConfig) -> Callable[..., TaskLosses]:
     return losses
 
 
-def parameter_labels(method: Method, params: dict) -> dict:
+def parameter_labels(method: Method, params: dict, freeze_shared: bool = False) -> dict:
     """The optimiser group of every leaf: its top-level key (actor, critic, w, log_alpha, ...) or 'frozen'.
 
     optax calls it with the parameters and with each update's gradients, which with gradient surgery carry a
-    leading task axis; only the frozen role matters here, and every method decides that by a leaf's path."""
+    leading task axis; only the roles matter here, and every method decides them by a leaf's path. A transfer
+    run (`freeze_shared`) freezes the shared parameters too, so that only the task-level ones learn."""
+    frozen = {FROZEN, SHARED} if freeze_shared else {FROZEN}
     roles = method.roles({k: v for k, v in params.items() if k != "log_alpha"})
-    labels = {key: jax.tree.map(lambda role, key=key: "frozen" if role == FROZEN else key, tree)
+    labels = {key: jax.tree.map(lambda role, key=key: "frozen" if role in frozen else key, tree)
               for key, tree in roles.items()}
     return {**labels, "log_alpha": "log_alpha"}
 
@@ -109,12 +111,17 @@ def make_optimizer(config: Config, method: Method) -> optax.GradientTransformati
         surgery = SURGERIES[config.optim.surgery]
         groups = {name: optax.chain(surgery(config.optim, name, i, method.num_tasks), inner)
                   for i, (name, inner) in enumerate(groups.items())}
-    return optax.multi_transform(groups, functools.partial(parameter_labels, method))
+    freeze_shared = bool(config.transfer.source)
+    return optax.multi_transform(groups, functools.partial(parameter_labels, method, freeze_shared=freeze_shared))
 
 
-def init_state(method: Method, config: Config, key: jax.Array) -> TrainState:
+def init_state(method: Method, config: Config, key: jax.Array, start: Callable[[dict], dict] | None = None
+               ) -> TrainState:
+    """Fresh parameters, optimiser state and key; `start` may replace some of the fresh parameters (transfer)."""
     k_init, k_state = jax.random.split(key)
     params = method.init(k_init)
+    if start is not None:
+        params = start(params)
     # float32, not weakly typed: otherwise the first updates change the state's types and recompile.
     params["log_alpha"] = jnp.full((method.num_tasks,), config.sac.log_alpha_init, jnp.float32)
     optimizer = make_optimizer(config, method)

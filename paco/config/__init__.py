@@ -21,7 +21,8 @@ from paco.config.methods import BY_NAME, AnyMethodConfig, MTSACConfig
 @dataclass(frozen=True)
 class EnvConfig:
     suite: str = "MT10"
-    """'MT10', 'MT50', 'pointmass', or comma-separated Meta-World task names (e.g. 'reach,push')."""
+    """'MT10', 'MT50', 'pointmass' (or some of its tasks: 'pointmass:rot0,rot180'), or comma-separated Meta-World
+    task names (e.g. 'reach,push')."""
     random_goals: bool = True
     """Each reset draws one of the task's 50 goals; False keeps one goal per task for the whole run."""
     max_episode_steps: int = 150
@@ -109,6 +110,18 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class TransferConfig:
+    source: str = ""
+    """Run directory whose trained shared parameters (PaCo's Φ) start this run and never move; only the task-level
+    parameters (PaCo's w) and the temperatures are learned. Empty: every parameter starts fresh."""
+    source_step: int = 0
+    """Checkpoint step of `source` to take the parameters from (0: its newest good checkpoint)."""
+    task_start: Literal["source-mean", "fresh"] = "source-mean"
+    """Where the new tasks' own parameters start: the mean of the source tasks' (PaCo: the mean of their w, inside
+    the learned subspace and at its scale), or freshly initialised as in any run."""
+
+
+@dataclass(frozen=True)
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     network: AnyMethodConfig = field(default_factory=MTSACConfig)
@@ -117,6 +130,8 @@ class Config:
     stability: StabilityConfig = field(default_factory=StabilityConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    """Transfer to new tasks (`paco transfer`): a trained run's shared parameters, frozen."""
     seed: int = 0
     out: str = ""
     """Run directory; empty: runs/<preset>/seed<seed>."""
@@ -204,7 +219,8 @@ def validate(config: Config) -> None:
                     "train.log_every_env_steps": train.log_every_env_steps,
                     "train.checkpoint_every_env_steps": train.checkpoint_every_env_steps, "seed": config.seed,
                     "stability.max_relaunches": stab.max_relaunches,
-                    "optim.gradnorm_alpha": config.optim.gradnorm_alpha}
+                    "optim.gradnorm_alpha": config.optim.gradnorm_alpha,
+                    "transfer.source_step": config.transfer.source_step}
     for name, value in positive.items():
         if not value > 0:  # also catches NaN
             raise ValueError(f"{name} must be positive, got {value}")
@@ -216,7 +232,7 @@ def validate(config: Config) -> None:
         raise ValueError(f"sac.gamma and sac.tau must lie in [0, 1], got {sac.gamma} and {sac.tau}")
     if not 0 <= config.env.explode_probability <= 1:
         raise ValueError(f"env.explode_probability must lie in [0, 1], got {config.env.explode_probability}")
-    for name in ("env", "network", "stability", "optim"):
+    for name in ("env", "network", "stability", "optim", "transfer"):
         _check_literals(name, getattr(config, name))
     names = task_names(config.env)
     check_method(net, names)  # raises where the method cannot be built for these tasks

@@ -8,16 +8,33 @@ import numpy as np
 
 from paco.config import EnvConfig
 from paco.envs.base import MultiTaskEnv, Transition
-from paco.envs.pointmass import PointMass
+from paco.envs.pointmass import PointMass, task_angle
 
 POINTMASS_TASKS = 4
 METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM = 39, 4  # every Meta-World 3 task (tests check the built envs)
 
 
+def pointmass_tasks(suite: str) -> tuple[str, ...] | None:
+    """The point-mass tasks a suite names ('pointmass': the four evenly spaced ones; 'pointmass:rot0,rot45': those),
+    or None for a Meta-World suite."""
+    name, _, listed = suite.partition(":")
+    if name != "pointmass":
+        return None
+    if not listed:
+        return PointMass.names(POINTMASS_TASKS)
+    tasks = tuple(t.strip() for t in listed.split(","))
+    for task in tasks:
+        task_angle(task)
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"task listed twice in {suite!r}")
+    return tasks
+
+
 def task_names(config: EnvConfig) -> tuple[str, ...]:
     """Task names of a suite without building it (validates the suite name)."""
-    if config.suite == "pointmass":
-        return PointMass(POINTMASS_TASKS).task_names
+    tasks = pointmass_tasks(config.suite)
+    if tasks is not None:
+        return tasks
     from paco.envs.metaworld import suite_task_names
 
     return suite_task_names(config.suite)
@@ -25,7 +42,7 @@ def task_names(config: EnvConfig) -> tuple[str, ...]:
 
 def env_dims(config: EnvConfig) -> tuple[int, int]:
     """Observation and action sizes of a suite without building it (what a saved agent is rebuilt with)."""
-    if config.suite == "pointmass":
+    if pointmass_tasks(config.suite) is not None:
         env = PointMass(POINTMASS_TASKS)
         return env.obs_dim, env.action_dim
     return METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM
@@ -33,9 +50,10 @@ def env_dims(config: EnvConfig) -> tuple[int, int]:
 
 def make_env(config: EnvConfig, seed: int, stream: int = 0) -> MultiTaskEnv:
     """The suite's vector env; `stream` numbers the run's random stream (it changes at every stop-relaunch)."""
-    if config.suite == "pointmass":
+    tasks = pointmass_tasks(config.suite)
+    if tasks is not None:
         env = PointMass(POINTMASS_TASKS, seed=seed, max_episode_steps=config.max_episode_steps,
-                        random_goals=config.random_goals)
+                        random_goals=config.random_goals, tasks=tasks)
     else:
         from paco.envs.metaworld import MetaWorldMultiTask, suite_task_names
 
@@ -87,4 +105,4 @@ class ExplodingReward:
 
 
 __all__ = ["METAWORLD_ACTION_DIM", "METAWORLD_OBS_DIM", "MultiTaskEnv", "Transition", "env_dims", "make_env",
-           "task_names"]
+           "pointmass_tasks", "task_names"]

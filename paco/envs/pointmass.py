@@ -8,6 +8,8 @@ makes it the environment the tests learn on.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from paco.envs.base import Transition
@@ -15,6 +17,14 @@ from paco.envs.base import Transition
 SUCCESS_RADIUS = 0.1
 STEP_SIZE = 0.1
 NUM_GOALS = 50
+
+
+def task_angle(name: str) -> int:
+    """The rotation of task 'rot<degrees>' (0 <= degrees < 360); anything else is a ValueError."""
+    match = re.fullmatch(r"rot(\d+)", name)
+    if not match or int(match.group(1)) >= 360:
+        raise ValueError(f"unknown point-mass task {name!r}: tasks are rot<degrees>, 0 <= degrees < 360 (e.g. rot45)")
+    return int(match.group(1))
 
 
 class PointMass:
@@ -25,30 +35,46 @@ class PointMass:
     """
 
     def __init__(self, num_tasks: int = 4, seed: int = 0, max_episode_steps: int = 50,
-                 random_goals: bool = True):
+                 random_goals: bool = True, tasks: tuple[str, ...] | None = None):
+        """`num_tasks` evenly spaced directions, or the named `tasks` (rot<degrees>, any whole angle)."""
         if num_tasks < 1:
             raise ValueError(f"pointmass needs at least one task, got {num_tasks}")
-        self.num_tasks_ = num_tasks
-        self.task_names = tuple(f"rot{int(round(a))}" for a in self._angles_deg(num_tasks))
+        evenly_spaced = self.names(num_tasks)
+        self.task_names = evenly_spaced if tasks is None else tuple(tasks)
+        self.num_tasks_ = len(self.task_names)
         self.obs_dim, self.action_dim = 4, 2
         self.max_episode_steps = max_episode_steps
         self.random_goals = random_goals
         self.rng = np.random.default_rng(seed)
-        angles = np.deg2rad(self._angles_deg(num_tasks))
+        # Each task's goals lie in a disc in its own direction, pre-sampled as in Meta-World. The evenly spaced
+        # tasks draw theirs first, so that each of them keeps its goals in any suite it is part of.
+        others = [name for name in self.task_names if name not in evenly_spaced]
+        discs = dict(zip(evenly_spaced, self._goal_discs(evenly_spaced)))
+        discs.update(zip(others, self._goal_discs(others)))
+        self.goal_sets = np.stack([discs[name] for name in self.task_names])
+        angles = np.deg2rad([task_angle(name) for name in self.task_names])
         cos, sin = np.cos(angles), np.sin(angles)
         self.rotations = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
-        # Each task's goals lie in a disc in its own direction, pre-sampled as in Meta-World.
-        centres = 0.5 * np.stack([cos, sin], -1)
-        radius = 0.3 * np.sqrt(self.rng.uniform(size=(num_tasks, NUM_GOALS, 1)))
-        phase = self.rng.uniform(0, 2 * np.pi, size=(num_tasks, NUM_GOALS))
-        self.goal_sets = centres[:, None] + radius * np.stack([np.cos(phase), np.sin(phase)], -1)
-        self.goal_index = np.zeros(num_tasks, dtype=np.int64)
-        self.pos = np.zeros((num_tasks, 2))
-        self.elapsed = np.zeros(num_tasks, dtype=np.int64)
+        self.goal_index = np.zeros(self.num_tasks, dtype=np.int64)
+        self.pos = np.zeros((self.num_tasks, 2))
+        self.elapsed = np.zeros(self.num_tasks, dtype=np.int64)
+
+    def _goal_discs(self, names) -> np.ndarray:
+        """NUM_GOALS goals per task, uniform in a disc of radius 0.3 centred 0.5 away in the task's direction."""
+        angles = np.deg2rad([task_angle(name) for name in names])
+        centres = 0.5 * np.stack([np.cos(angles), np.sin(angles)], -1).reshape(-1, 2)
+        radius = 0.3 * np.sqrt(self.rng.uniform(size=(len(names), NUM_GOALS, 1)))
+        phase = self.rng.uniform(0, 2 * np.pi, size=(len(names), NUM_GOALS))
+        return centres[:, None] + radius * np.stack([np.cos(phase), np.sin(phase)], -1)
 
     @staticmethod
     def _angles_deg(num_tasks: int) -> np.ndarray:
         return np.arange(num_tasks) * 360.0 / num_tasks
+
+    @classmethod
+    def names(cls, num_tasks: int) -> tuple[str, ...]:
+        """Names of `num_tasks` evenly spaced tasks: rot<angle in degrees>."""
+        return tuple(f"rot{int(round(a))}" for a in cls._angles_deg(num_tasks))
 
     @property
     def num_tasks(self) -> int:
