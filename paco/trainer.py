@@ -25,6 +25,7 @@ from paco.methods import Method, build_method
 from paco.nets import sample_tanh_gaussian
 from paco.plots import plot_success
 from paco.replay import MultiTaskReplay
+from paco.runlock import run_lock
 from paco.sac import TrainState, init_state, make_update
 
 EVAL_SEED_OFFSET = 10_000
@@ -338,7 +339,14 @@ def train(config: Config, run_dir: Path, resume: bool = False) -> dict | None:
 
     With stability.relaunch, an exploding critic sends the run back to its newest good checkpoint (or to the
     start, where there is none yet) on a new random stream, until stability.max_relaunches is spent.
+    The run directory is locked throughout (paco.runlock): where another live process trains it, this one raises
+    RunDirectoryBusy before reading or writing anything of the run.
     """
+    with run_lock(run_dir):
+        return _train_locked(config, run_dir, resume)
+
+
+def _train_locked(config: Config, run_dir: Path, resume: bool) -> dict | None:
     if resume and checkpoint.newest_step(run_dir) >= config.train.total_env_steps:
         print(f"{run_dir}: already trained to {config.train.total_env_steps} env steps")
         return None
