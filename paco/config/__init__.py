@@ -7,6 +7,7 @@ only what differs. Each method's own settings are its own config class (`paco.co
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import typing
@@ -107,6 +108,10 @@ class TrainConfig:
     """Step the envs while an update computes, acting with the policy from one update before it. "auto":
     on an accelerator, where the update leaves the CPU free; not on a CPU, where they share its cores."""
     progress: bool = True
+    track: Annotated[Literal["none", "wandb"], tyro.conf.arg(aliases=("--track",))] = "none"
+    """Experiment tracking beside TensorBoard: 'wandb' logs the same metrics to Weights & Biases (pip install -e
+    '.[track]'; WANDB_MODE=offline keeps them in RUN_DIR/wandb)."""
+    wandb_project: str = "paco-rl"
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,8 @@ def validate(config: Config) -> None:
         raise ValueError(f"env.explode_probability must lie in [0, 1], got {config.env.explode_probability}")
     for name in ("env", "network", "stability", "optim", "transfer"):
         _check_literals(name, getattr(config, name))
+    if train.track == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise ValueError("--track wandb needs the wandb package: pip install -e '.[track]'")
     names = task_names(config.env)
     check_method(net, names)  # raises where the method cannot be built for these tasks
     if config.env.explode_task >= len(names):
