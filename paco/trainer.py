@@ -20,13 +20,14 @@ from paco.allocator import keep_freed_memory
 from paco.config import Config
 from paco.envs import make_env
 from paco.evaluation import evaluate, success_table
-from paco.logger import RunLogger
+from paco.logger import RunLogger, WandbTracker
 from paco.methods import Method, build_method
 from paco.nets import sample_tanh_gaussian
 from paco.plots import plot_success
 from paco.replay import MultiTaskReplay
 from paco.runlock import run_lock
 from paco.sac import TrainState, init_state, make_update
+from paco.transfer import shared_parameters_from
 
 EVAL_SEED_OFFSET = 10_000
 RECENT_EPISODES = 10
@@ -87,7 +88,8 @@ class Trainer:
         self.method = build_method(config.network, self.task_names, self.env.obs_dim, self.env.action_dim)
         key = jax.random.PRNGKey(config.seed)
         key_init, self.act_key = jax.random.split(jax.random.fold_in(key, self.stream) if self.stream else key)
-        self.state = init_state(self.method, config, key_init)
+        start = shared_parameters_from(config.transfer, self.method) if config.transfer.source and not resume else None
+        self.state = init_state(self.method, config, key_init, start)
         self.update = make_update(self.method, config)
         self.explore, self.exploit = make_policies(self.method)
         self.policy = self.method.policy(self.state.params)
@@ -111,7 +113,7 @@ class Trainer:
         else:
             shutil.rmtree(checkpoint.directory(self.run_dir), ignore_errors=True)
             shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
-            self.logger = RunLogger(self.run_dir, fresh=True)
+            self.logger = RunLogger(self.run_dir, fresh=True, trackers=self._trackers(fresh=True))
             self._keep_relaunch_events()
             if self.stream:
                 self._new_random_stream()
@@ -217,10 +219,18 @@ class Trainer:
             logger_lib.truncate(self.run_dir, t["logs"])
         except ValueError as error:
             raise checkpoint.CheckpointError(str(error)) from None
-        self.logger = RunLogger(self.run_dir, fresh=False, purge_step=self.env_steps + 1)
+        self.logger = RunLogger(self.run_dir, fresh=False, purge_step=self.env_steps + 1,
+                                trackers=self._trackers(fresh=False))
         self._keep_relaunch_events()
         if self.stream != t.get("stream", 0):
             self._new_random_stream()
+
+    def _trackers(self, fresh: bool) -> tuple:
+        if self.config.train.track != "wandb":
+            return ()
+        c = self.config
+        return (WandbTracker(self.run_dir, fresh, c.train.wandb_project, f"{c.preset or 'custom'}/seed{c.seed}",
+                             config_lib.to_dict(c)),)
 
     def _keep_relaunch_events(self) -> None:
         """Write back the relaunch events that cutting the logs back (or starting them anew) removed."""
