@@ -1,35 +1,21 @@
-"""The `paco` command: `paco train --preset NAME [...]`, `paco presets`, `paco evaluate RUN_DIR [...]`."""
+"""The `paco` command: a dict of subcommands, each a small function that parses its own arguments.
+
+Bad input is one line on stderr and exit code 2 (`UsageError`, or a ValueError from a subcommand's own parser);
+a run stopped by too many stop-relaunches exits with 1.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import io
-import re
 import sys
 from pathlib import Path
-
-import tyro
+from typing import Callable, NamedTuple
 
 from paco import config as config_lib
 from paco import presets
 from paco.config import Config
-
-USAGE = """usage: paco COMMAND [options]
-
-commands:
-  train --preset NAME [--seed S] [--out DIR] [--total-steps N] [--overwrite] [--SECTION.FIELD VALUE ...]
-                 train a preset; `paco train --preset NAME --help` lists every config field;
-                 --overwrite replaces a run already in the output directory
-  train --resume RUN_DIR
-                 continue a run from its newest good checkpoint, with the config it was started with
-  presets        list the presets, one line each
-  evaluate RUN_DIR [--episodes N] [--protocol paco|metaworld] [--checkpoint STEP]
-                 score a saved agent on its run's suite; writes RUN_DIR/eval-<protocol>-<step>.json
-  bench [--json FILE] [--suite pointmass] [--tasks T --batch-per-task B --hidden H --components K ...]
-                 time one update, acting and the training loop against this machine's peak matmul rate
-"""
+from paco.run_config import differences, holds_run, parse_overrides, preset_config
 
 
 class UsageError(Exception):
@@ -41,32 +27,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _one_line(box: str) -> str:
-    """The message inside tyro's error box, on one line (its help excerpt left out)."""
-    lines = [line.strip().strip("│╭╮╰╯").strip() for line in box.strip().splitlines()[1:]]
-    message = []
-    for line in lines:
-        if line and set(line) <= set("─ "):
-            break
-        message.append(line)
-    return re.sub(r"\s+", " ", " ".join(message)).strip() or "invalid arguments"
-
-
-def _tyro_cli(default: Config, args: list[str], prog: str, description: str) -> Config:
-    """tyro.cli with its multi-line error box turned into one UsageError line."""
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            # The preset picks the method (the type of `network`); flags change that method's fields.
-            return tyro.cli(Config, default=default, args=args, prog=prog, description=description,
-                            config=(tyro.conf.AvoidSubcommands,))
-    except SystemExit as exit:
-        if exit.code:
-            raise UsageError(_one_line(captured.getvalue())) from None
-        sys.stderr.write(captured.getvalue())
-        raise
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainRequest:
     config: Config
@@ -74,18 +34,28 @@ class TrainRequest:
     resume: bool
 
 
-def _flat(config: Config) -> dict:
-    flat = {}
-    for name, value in config_lib.to_dict(config).items():
-        flat.update({f"{name}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value})
-    return flat
+def run_directory(config: Config) -> Path:
+    return Path(config.out) if config.out else Path("runs") / (config.preset or "custom") / f"seed{config.seed}"
 
 
-def _differences(a: Config, b: Config) -> list[str]:
-    """Settings that differ between two configs, as 'section.field: a != b' (output path and progress bar aside)."""
-    fa, fb = _flat(a), _flat(b)
-    return [f"{k}: {fa.get(k, '-')!r} != {fb.get(k, '-')!r}" for k in dict.fromkeys([*fa, *fb])
-            if fa.get(k) != fb.get(k) and k not in ("out", "train.progress")]
+def _resumed_config(run_dir: Path, preset: str | None, rest: list[str]) -> Config:
+    """The config a run was started with; flags may only repeat it, or change how it is watched (progress
+    bar, tracking)."""
+    from paco import checkpoint
+
+    try:
+        saved = checkpoint.read_config(run_dir)
+    except checkpoint.CheckpointError as error:
+        raise UsageError(f"cannot resume: {error}") from None
+    default = presets.get(preset) if preset else saved
+    name = preset or saved.preset or "custom"
+    description = presets.PRESETS[name].description if name in presets.PRESETS else ""
+    config = parse_overrides(default, rest, f"paco train --resume {run_dir}", description)
+    different = differences(config, saved)
+    if different:
+        raise UsageError(f"cannot resume {run_dir}: its config differs from the one given ({'; '.join(different)})")
+    watched = {k: getattr(config.train, k) for k in ("progress", "track", "wandb_project")}
+    return config_lib.replace(saved, out=str(run_dir), train=watched)
 
 
 def parse_train_args(args: list[str]) -> TrainRequest:
@@ -100,47 +70,55 @@ def parse_train_args(args: list[str]) -> TrainRequest:
     if known.preset is not None and known.preset not in presets.PRESETS:
         raise UsageError(f"unknown preset {known.preset!r}; `paco presets` lists them")
     if known.resume is not None:
-        try:
-            saved = checkpoint.read_config(known.resume)
-        except checkpoint.CheckpointError as error:
-            raise UsageError(f"cannot resume: {error}") from None
-        default = presets.get(known.preset) if known.preset else saved
-        name = known.preset or saved.preset or "custom"
-        description = presets.PRESETS[name].description if name in presets.PRESETS else ""
-        config = _tyro_cli(default, rest, f"paco train --resume {known.resume}", description)
-        differences = _differences(config, saved)
-        if differences:
-            raise UsageError(f"cannot resume {known.resume}: its config differs from the one given "
-                             f"({'; '.join(differences)})")
-        config = dataclasses.replace(saved, out=str(known.resume))
-    else:
-        name = known.preset or "cpu-quick"
-        config = _tyro_cli(presets.get(name), rest, f"paco train --preset {name}", presets.PRESETS[name].description)
-    try:
+        config = _resumed_config(known.resume, known.preset, rest)
         config_lib.validate(config)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    run_dir = run_directory(config)
-    if known.resume is not None:
         try:
-            checkpoint.newest_step(run_dir)
+            checkpoint.newest_step(known.resume)
         except checkpoint.CheckpointError as error:
             raise UsageError(f"cannot resume: {error}") from None
-    elif holds_run(run_dir) and not known.overwrite:
+        return TrainRequest(config, run_directory(config), True)
+    config = preset_config(known.preset or "cpu-quick", rest)
+    return _fresh_request(config, known.overwrite)
+
+
+def _fresh_request(config: Config, overwrite: bool) -> TrainRequest:
+    run_dir = run_directory(config)
+    if holds_run(run_dir) and not overwrite:
         raise UsageError(f"{run_dir} holds another run; continue it with --resume {run_dir} or replace it with "
                          f"--overwrite")
-    return TrainRequest(config, run_dir, known.resume is not None)
+    return TrainRequest(config, run_dir, False)
 
 
-def holds_run(run_dir: Path) -> bool:
-    return any((run_dir / name).exists() for name in ("config.json", "metrics.jsonl", "checkpoints"))
+def _train(request: TrainRequest) -> int:
+    from paco.checkpoint import CheckpointError
+    from paco.trainer import RelaunchLimit, train
+
+    print(f"{'resuming' if request.resume else 'run directory:'} {request.run_dir}")
+    try:
+        train(request.config, request.run_dir, request.resume)
+    except CheckpointError as error:
+        raise UsageError(f"cannot resume: {error}") from None
+    except RelaunchLimit as error:
+        print(f"paco: error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
-def run_directory(config: Config) -> Path:
-    return Path(config.out) if config.out else Path("runs") / (config.preset or "custom") / f"seed{config.seed}"
+def train_command(args: list[str]) -> int:
+    return _train(parse_train_args(args))
 
 
-def list_presets() -> None:
+def transfer_command(args: list[str]) -> int:
+    from paco.analysis.transfer import parse
+
+    config, overwrite = parse(args)
+    config_lib.validate(config)
+    return _train(_fresh_request(config, overwrite))
+
+
+def presets_command(args: list[str]) -> None:
+    if args:
+        raise UsageError(f"`paco presets` takes no arguments, got {' '.join(args)}")
     width = max(len(name) for name in presets.PRESETS)
     result_width = max(len(p.result) for p in presets.PRESETS.values())
     print(f"{'preset':<{width}}  {'reproduces':<{result_width}}  description")
@@ -148,7 +126,7 @@ def list_presets() -> None:
         print(f"{name:<{width}}  {preset.result or '-':<{result_width}}  {preset.description}")
 
 
-def evaluate(args: list[str]) -> None:
+def evaluate_command(args: list[str]) -> None:
     from paco.checkpoint import CheckpointError
     from paco.evaluation import PROTOCOLS, score_run, success_table
 
@@ -160,50 +138,77 @@ def evaluate(args: list[str]) -> None:
     options = parser.parse_args(args)
     try:
         result, path = score_run(options.run_dir, options.episodes, options.protocol, options.checkpoint)
-    except (CheckpointError, ValueError) as error:
+    except CheckpointError as error:
         raise UsageError(str(error)) from error
     print(f"{options.protocol} protocol, checkpoint step {result['step']}, {result['episodes']} episodes per task")
     print(success_table(result["success"]))
     print(f"wrote {path}")
 
 
+def _delegate(module: str) -> Callable[[list[str]], int | None]:
+    """A subcommand whose `main(argv)` lives in `module`, imported only when it runs."""
+    def run(args: list[str]) -> int | None:
+        import importlib
+
+        return importlib.import_module(module).main(args)
+
+    return run
+
+
+class Command(NamedTuple):
+    run: Callable[[list[str]], int | None]
+    synopsis: str
+    purpose: str
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command(train_command, "train --preset NAME [--seed S] [--out DIR] [--total-steps N] [--overwrite] "
+                     "[--track wandb] [--SECTION.FIELD VALUE ...] | train --resume RUN_DIR",
+                     "train a preset (`paco train --preset NAME --help` lists every field), or continue a run from "
+                     "its newest good checkpoint"),
+    "presets": Command(presets_command, "presets", "list the presets, with the table or figure each reproduces"),
+    "sweep": Command(_delegate("paco.sweeps.sweep"), "sweep --presets A,B --seeds 0-9 --out DIR [--address ADDRESS] "
+                     "[--cpus-per-run N] [--gpus-per-run G] [--max-retries R] [--SECTION.FIELD VALUE ...]",
+                     "every (preset, seed) as a Ray task, here or on a cluster; run it again to resume"),
+    "evaluate": Command(evaluate_command, "evaluate RUN_DIR [--episodes N] [--protocol paco|metaworld] "
+                        "[--checkpoint STEP]",
+                        "score a saved agent on its run's suite; writes RUN_DIR/eval-<protocol>-<step>.json"),
+    "report": Command(_delegate("paco.analysis.report"), "report RUN_DIR_OR_GLOB... [--by FIELD] [--out DIR]",
+                      "the multi-seed table: final success mean ± std, IQM with its 95% CI, best eval, per task"),
+    "plot": Command(_delegate("paco.analysis.curves"), "plot RUN_DIR_OR_GLOB... [--by FIELD] [--out DIR]",
+                    "learning curves over seeds, one line per group, and a per-task grid (PNG)"),
+    "wspace": Command(_delegate("paco.analysis.wspace"), "wspace RUN_DIR [--out DIR] [--checkpoint STEP]",
+                      "the learned w: 2-D PCA (Figure 4) and, for K = 2 unit-norm w, the unit circle (Figure 3a)"),
+    "explore": Command(_delegate("paco.analysis.explore"), "explore RUN_DIR [--tasks A,B] [--points N] "
+                       "[--episodes E] [--video gif|mp4|none] [--out DIR]",
+                       "policies sampled from the learned subspace, rolled out and rendered (Figure 3b)"),
+    "transfer": Command(transfer_command, "transfer RUN_DIR --task NAME [--from-scratch] [--seed S] "
+                        "[--total-steps N] [--out DIR]",
+                        "learn a new task's w on the run's frozen Φ (or, with --from-scratch, everything anew)"),
+    "bench": Command(_delegate("paco.bench"), "bench [--json FILE] [--methods all|A,B] [--suite pointmass] "
+                     "[--tasks T --batch-per-task B ...]",
+                     "time one update of each method, acting and the training loop against this machine's peak"),
+}
+
+USAGE = "usage: paco COMMAND [options]\n\ncommands:\n" + "\n".join(
+    f"  {c.synopsis}\n      {c.purpose}" for c in COMMANDS.values())
+
+
 def main(argv: list[str] | None = None) -> int:
+    from paco.runlock import RunDirectoryBusy
+
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     try:
-        if command == "presets":
-            list_presets()
-        elif command == "train":
-            from paco.checkpoint import CheckpointError
-            from paco.trainer import RelaunchLimit, train
-
-            request = parse_train_args(rest)
-            print(f"{'resuming' if request.resume else 'run directory:'} {request.run_dir}")
-            try:
-                train(request.config, request.run_dir, request.resume)
-            except CheckpointError as error:
-                raise UsageError(f"cannot resume: {error}") from None
-            except RelaunchLimit as error:
-                print(f"paco: error: {error}", file=sys.stderr)
-                return 1
-        elif command == "evaluate":
-            evaluate(rest)
-        elif command == "bench":
-            from paco.bench import main as bench
-
-            try:
-                bench(rest)
-            except ValueError as error:
-                raise UsageError(str(error)) from None
-        else:
-            raise UsageError(f"unknown command {command!r}; commands: train, presets, evaluate, bench")
-    except UsageError as error:
+        if command not in COMMANDS:
+            raise UsageError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
+        return COMMANDS[command].run(rest) or 0
+    except (UsageError, ValueError, RunDirectoryBusy) as error:
         print(f"paco: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":
