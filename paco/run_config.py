@@ -19,8 +19,8 @@ from paco import config as config_lib
 from paco import presets
 from paco.config import Config
 
-IGNORED_DIFFERENCES = ("out", "train.progress")
-"""Fields that may differ between two configs of the same run: where it is written, and whether a bar shows."""
+IGNORED_DIFFERENCES = ("out", "train.progress", "train.track", "train.wandb_project")
+"""Fields that may differ between two configs of the same run: where it is written, and how it is watched."""
 
 
 def _one_line(box: str) -> str:
