@@ -8,7 +8,6 @@ sweep can be watched while it trains; runs without an evaluation yet are left ou
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from paco.analysis.runs import DEFAULT_OUT, Run, group_runs, read_runs
+from paco.analysis.runs import DEFAULT_OUT, Run, group_runs, read_runs, runs_parser
 from paco.plots import success_curves
 
 DPI = 110
@@ -127,15 +126,8 @@ def plot_runs(runs: Sequence[Run], by: str = "preset", out_dir: str | Path = DEF
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="paco plot", description="Learning curves over seeds: curves.png (mean over tasks, one line per group) "
-        "and per-task.png (one panel per task).")
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="a run directory, a directory holding runs at any depth, or a glob pattern")
-    parser.add_argument("--by", default="preset", metavar="FIELD",
-                        help="dotted config field to group by (default: preset), e.g. network.num_components")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                        help="where curves.png and per-task.png go (default: reports/)")
+    parser = runs_parser("paco plot", "Learning curves over seeds: curves.png (mean over tasks, one line per group) "
+                         "and per-task.png (one panel per task).", "curves.png and per-task.png")
     options = parser.parse_args(argv)
     runs = read_runs(options.paths)
     drawn, left_out = drawn_runs(runs)

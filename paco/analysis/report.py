@@ -9,7 +9,6 @@ found that is not finished is listed with its reason rather than averaged in or 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from collections import Counter
@@ -20,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from rliable import library, metrics
 
-from paco.analysis.runs import DEFAULT_OUT, FINISHED, Run, final_score, group_runs, read_runs, setting
+from paco.analysis.runs import (DEFAULT_OUT, FINISHED, Run, final_score, group_runs, read_runs, runs_parser,
+                                setting)
 
 BOOTSTRAP_REPS = 10_000
 BOOTSTRAP_SEED = 0
@@ -237,15 +237,9 @@ def write_report(report: Report, out_dir: str | Path = DEFAULT_OUT) -> list[Path
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="paco report", description="Multi-seed table of runs: final success, IQM with its confidence interval, "
-        "per-task success, and every run left out with its reason. Markdown on stdout; the paths written on stderr.")
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="a run directory, a directory holding runs at any depth, or a glob pattern")
-    parser.add_argument("--by", default="preset", metavar="FIELD",
-                        help="dotted config field to group by (default: preset), e.g. network.num_components")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                        help="where report.md, report.csv and report-per-task.csv go (default: reports/)")
+    parser = runs_parser("paco report", "Multi-seed table of runs: final success, IQM with its confidence interval, "
+                         "per-task success, and every run left out with its reason. Markdown on stdout; the paths "
+                         "written on stderr.", "report.md, report.csv and report-per-task.csv")
     parser.add_argument("--bootstrap-reps", type=int, default=BOOTSTRAP_REPS, metavar="N",
                         help=f"bootstrap resamples for the IQM's confidence interval (default: {BOOTSTRAP_REPS:,})")
     options = parser.parse_args(argv)

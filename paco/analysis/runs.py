@@ -10,6 +10,7 @@ returned with its status and the reason, so that reports can list what they left
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import glob
 import json
@@ -295,3 +296,15 @@ def group_runs(runs: Sequence[Run], by: str = "preset") -> dict[str, list[Run]]:
                              f"{'; '.join(differences)}")
     return {label: sorted(groups[label], key=lambda run: (run.seed, str(run.path)))
             for label in sorted(groups, key=lambda label: _order(values[label]))}
+
+
+def runs_parser(prog: str, description: str, writes: str) -> argparse.ArgumentParser:
+    """The arguments every multi-run command takes: paths, --by and --out (where `writes` go)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a run directory, a directory holding runs at any depth, or a glob pattern")
+    parser.add_argument("--by", default="preset", metavar="FIELD",
+                        help="dotted config field to group by (default: preset), e.g. network.num_components")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                        help=f"where {writes} go (default: {DEFAULT_OUT}/)")
+    return parser
