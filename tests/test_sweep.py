@@ -17,6 +17,7 @@ import time
 import pytest
 import ray
 
+from paco import cli
 from paco.checkpoint import checkpoint_steps
 from paco.runlock import live_owner, run_lock
 from paco.sweeps import main, parse_seeds, parse_sweep_args, plan_runs, run_sweep
@@ -64,6 +65,7 @@ def compilation_cache(tmp_path_factory):
     numbers): each update is compiled once, instead of once per run."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("JAX_PLATFORMS", "cpu")
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")  # a test reports nothing anywhere
         env.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
         env.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax-cache")))
         yield
@@ -135,39 +137,44 @@ def test_out_directory_holding_other_settings_is_refused_before_anything_starts(
     assert files(out) == before
 
 
-def test_killed_worker_is_retried_from_its_checkpoint_and_a_failing_run_does_not_stop_the_others(
+def test_killed_worker_is_retried_from_its_checkpoint_until_retries_run_out_and_failures_stop_no_other_run(
         ray_session, one_by_one, tmp_path):
+    """Seed 0's worker is killed once after a checkpoint, seed 2's each time it starts (twice, with one retry
+    allowed), seed 1's training raises at once (this process holds its run directory)."""
     out = tmp_path / "sweep"
-    settings = parse_sweep_args([*sweep_args(out, presets=PRESETS[:1], seeds="0,1"), "--max-retries", "1"])
+    settings = parse_sweep_args([*sweep_args(out, presets=PRESETS[:1], seeds="0-2"), "--max-retries", "1"])
     runs = plan_runs(settings)
-    killed, blocked = (run.run_dir for run in runs)
-    failures = {}
-    with run_lock(blocked):  # seed 1's training raises: this process holds its run directory
+    resumed, blocked, doomed = (run.run_dir for run in runs)
+    failures, kills = {}, {resumed: [], doomed: []}
+    with run_lock(blocked):
         sweep = threading.Thread(target=lambda: failures.update(run_sweep(settings, runs, 0.5, io.StringIO())))
         sweep.start()
         deadline = time.monotonic() + TIMEOUT
-        while not checkpoint_steps(killed) or live_owner(killed) is None:
-            assert sweep.is_alive() and time.monotonic() < deadline, "no checkpoint in time"
+        while sweep.is_alive():
+            assert time.monotonic() < deadline, "the sweep did not end in time"
+            for run_dir, times, ready in ((resumed, 1, checkpoint_steps(resumed)), (doomed, 2, True)):
+                pid = live_owner(run_dir)
+                if ready and pid is not None and pid not in kills[run_dir] and len(kills[run_dir]) < times:
+                    os.kill(pid, signal.SIGKILL)
+                    kills[run_dir].append(pid)
             time.sleep(0.02)
-        pid = live_owner(killed)
-        assert pid != os.getpid()
-        os.kill(pid, signal.SIGKILL)
-        sweep.join(TIMEOUT)
-    assert not sweep.is_alive()
-    assert failures == {"pointmass-mtsac/seed1": f"RunDirectoryBusy: {blocked} is being trained by process "
-                                                 f"{os.getpid()} on {socket.gethostname()}; wait for it to end or stop "
-                                                 f"it first"}
+    assert len(kills[resumed]) == 1 and len(kills[doomed]) == 2 and os.getpid() not in kills[doomed]
+    assert failures.keys() == {"pointmass-mtsac/seed1", "pointmass-mtsac/seed2"}
+    assert failures["pointmass-mtsac/seed1"] == (f"RunDirectoryBusy: {blocked} is being trained by process "
+                                                 f"{os.getpid()} on {socket.gethostname()}; wait for it to end or "
+                                                 f"stop it first")
+    assert failures["pointmass-mtsac/seed2"].startswith("WorkerCrashedError: "), failures
     reference = one_by_one / "pointmass-mtsac" / "seed0"
     for name in ("metrics.jsonl", "events.jsonl"):
-        assert (killed / name).read_bytes() == (reference / name).read_bytes(), name
+        assert (resumed / name).read_bytes() == (reference / name).read_bytes(), name
     # A resumed run appends to TensorBoard through a second writer; a run started over would hold one.
-    assert len(list((killed / "tb").glob("events.out.tfevents.*"))) == 2
+    assert len(list((resumed / "tb").glob("events.out.tfevents.*"))) == 2
 
 
-def test_without_ray_the_sweep_says_how_to_install_it(monkeypatch, tmp_path):
+def test_without_ray_the_sweep_says_how_to_install_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    with pytest.raises(ValueError, match=r"^paco sweep needs Ray: pip install -e '\.\[cluster\]'$"):
-        main(sweep_args(tmp_path / "out"))
+    assert cli.main(["sweep", *sweep_args(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == "paco: error: paco sweep needs Ray: pip install -e '.[cluster]'\n"
     assert not (tmp_path / "out").exists()
 
 
@@ -182,12 +189,12 @@ def test_without_ray_the_sweep_says_how_to_install_it(monkeypatch, tmp_path):
     (["--presets", "pointmass-mtsac", "--out", "OUT"], "the following arguments are required: --seeds"),
     ([*sweep_args("OUT"), "--gpus-per-run", "-1"], "--gpus-per-run, --max-retries not negative"),
 ])
-def test_bad_input_is_one_line_before_anything_starts(args, message, tmp_path):
+def test_bad_input_is_one_line_and_exit_2_before_anything_starts(args, message, tmp_path, capsys):
     args = [str(tmp_path / "out") if arg == "OUT" else arg for arg in args]
-    with pytest.raises(ValueError) as refused:
-        main(args)
-    assert message in str(refused.value) and len(str(refused.value).splitlines()) == 1
-    assert not (tmp_path / "out").exists()
+    assert cli.main(["sweep", *args]) == 2
+    printed = capsys.readouterr()
+    assert printed.err.startswith("paco: error: ") and message in printed.err and len(printed.err.splitlines()) == 1
+    assert not printed.out and not (tmp_path / "out").exists()
 
 
 def test_seeds_summary_and_error_lines():
