@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -28,6 +29,7 @@ from paco.trainer import train
 
 INSTALL_HINT = "paco sweep needs Ray: pip install -e '.[cluster]'"
 REFRESH_S = 5.0
+LOG_EVERY_S = 60.0
 TAIL_BYTES = 1 << 16  # enough for the last few lines of metrics.jsonl, evaluation lines of MT50 included
 JAX_SHARE_OF_A_GPU = 0.75  # JAX's default XLA_PYTHON_CLIENT_MEM_FRACTION for a process alone on a GPU
 _SEEDS = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -230,6 +232,7 @@ def run_sweep(settings: SweepSettings, runs: list[PlannedRun], refresh_s: float 
     at_start = sum(p.total_env_steps if p.state == "done" else p.env_steps
                    for p in (_progress(run, states[run.name]) for run in runs))
     end = "\r" if stream.isatty() else "\n"
+    written_at, written_states = -math.inf, None
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=refresh_s)
         for ref in ready:
@@ -239,9 +242,13 @@ def run_sweep(settings: SweepSettings, runs: list[PlannedRun], refresh_s: float 
                 states[run.name] = "done"
             except ray.exceptions.RayError as error:
                 states[run.name], failures[run.name] = "failed", last_error_line(error)
-        line = summary_line([_progress(run, states[run.name]) for run in runs], time.monotonic() - start, at_start)
-        stream.write(f"sweep: {line}{end}")
-        stream.flush()
+        now = time.monotonic()
+        # A log file (not a terminal) gets a line when a run changes state, or once a minute.
+        if end == "\r" or states != written_states or now - written_at >= LOG_EVERY_S:
+            line = summary_line([_progress(run, states[run.name]) for run in runs], now - start, at_start)
+            stream.write(f"sweep: {line}{end}")
+            stream.flush()
+            written_at, written_states = now, dict(states)
     if end == "\r":
         stream.write("\n")
     return failures
