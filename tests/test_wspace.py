@@ -10,6 +10,7 @@ import shutil
 import sys
 
 import imageio.v3 as iio
+import matplotlib.image as plt_image
 import numpy as np
 import pytest
 
@@ -143,7 +144,7 @@ def test_explore_on_the_circle(runs, tmp_path):
         assert own[0]["angle_deg"] == pytest.approx(np.degrees(np.arctan2(w[i, 1], w[i, 0])))
         mine = next(row for row in own if row["task"] == task)
         assert (mine["success"], mine["mean_return"]) == (scored["success"][task], scored["return"][task])
-    assert exploration.note == "--video gif ignored: the built-in point mass has no renderer"
+    assert exploration.note == "--video mp4 ignored: the built-in point mass has no renderer"
     saved = json.loads((tmp_path / "explore.json").read_text())
     assert saved["rows"] == rows and saved["sampling"] == "circle" and saved["task_names"] == list(names)
     with open(tmp_path / "explore.csv") as f:
@@ -174,7 +175,8 @@ def test_explore_films_metaworld(runs, tmp_path, monkeypatch):
     do) with MUJOCO_GL unset: the backend is chosen then, and every w's film starts from the same goal."""
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     assert "mujoco" in sys.modules
-    exploration = explore(runs["reach"], tmp_path, ExploreSettings(points=2, episodes=1, width=64, height=48))
+    exploration = explore(runs["reach"], tmp_path, ExploreSettings(points=2, episodes=1, video="gif", width=64,
+                                                                        height=48))
     assert os.environ["MUJOCO_GL"] in ("egl", "osmesa")
     videos = sorted(p.name for p in exploration.files if p.suffix == ".gif")
     assert videos[:2] == ["angle000.0_reach-v3.gif", "angle180.0_reach-v3.gif"]
@@ -187,6 +189,8 @@ def test_explore_films_metaworld(runs, tmp_path, monkeypatch):
     for frames in films[1:]:
         np.testing.assert_array_equal(frames[0], films[0][0])
     assert [row["video"] for row in exploration.rows] == videos
+    sheet = plt_image.imread(tmp_path / "explore-reach-v3.png")  # one row of frames per w
+    assert sheet.shape[0] >= 200 and sheet.shape[1] >= 400 and sheet.std() > 0.05
 
 
 def test_explore_cannot_render(runs, tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ from paco.evaluation import SCORE_SEED_OFFSET, evaluate
 
 VIDEO_FORMATS = ("gif", "mp4", "none")
 GL_BACKENDS = ("egl", "osmesa", "glfw")  # what gymnasium's offscreen viewer accepts in MUJOCO_GL
+SHEET_FRAMES = 6  # frames per w in explore-<task>.png
 VIDEO_FPS = 25  # GIF delays are whole centiseconds and viewers slow down delays under 20 ms; 25 fps suits both
 CAMERA = {"distance": 1.6, "elevation": -25.0, "azimuth": 155.0, "lookat": (0.0, 0.7, 0.1)}  # table, arm, goal
 TABLE_CSV, TABLE_JSON = "explore.csv", "explore.json"
@@ -51,12 +52,13 @@ class ExploreSettings:
     """Sampled w: angles on the unit circle, or convex combinations of the learned w."""
     episodes: int = 10
     """Deterministic episodes per (w, task)."""
-    video: Literal["gif", "mp4", "none"] = "gif"
+    video: Literal["gif", "mp4", "none"] = "mp4"
+    """MP4 by default: a 150-step episode at 320x320 is tens of kilobytes, as a GIF megabytes."""
     seed: int = 0
     """Seeds the Dirichlet weights; the envs are seeded as `paco evaluate` seeds them, plus this."""
     checkpoint: int | None = None
-    width: int = 480
-    height: int = 480
+    width: int = 320
+    height: int = 320
 
     def __post_init__(self):
         for name in ("points", "episodes", "width", "height"):
@@ -267,6 +269,7 @@ def explore(run_dir, out_dir, settings: ExploreSettings) -> Exploration:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, files = [], []
+    strips: dict[str, list[tuple[str, list[np.ndarray]]]] = {task: [] for task in tasks}
     env = make_env(env_config, seed)
     start = env.get_state()
     filmed = settings.video != "none" and isinstance(env, MetaWorldMultiTask)
@@ -281,8 +284,10 @@ def explore(run_dir, out_dir, settings: ExploreSettings) -> Exploration:
             for task in tasks:
                 video = out_dir / f"{probe.name}_{task}.{settings.video}" if filmed else None
                 if video is not None:
-                    write_video(video, env.frames[learned.task_names.index(task)])
+                    frames = env.frames[learned.task_names.index(task)]
+                    write_video(video, frames)
                     files.append(video)
+                    strips[task].append((f"{probe.name}: {100 * result['success'][task]:.0f}%", frames))
                 rows.append({"w": probe.name, "kind": probe.kind, "angle_deg": probe.angle,
                              "w_vector": probe.w.tolist(),
                              "weights": None if probe.weights is None else probe.weights.tolist(), "task": task,
@@ -290,10 +295,30 @@ def explore(run_dir, out_dir, settings: ExploreSettings) -> Exploration:
                              "video": None if video is None else video.name})
     finally:
         env.close()
+    if filmed:
+        files += [contact_sheet(out_dir / f"explore-{task}.png", task, strips[task]) for task in tasks]
     files += _write_table(out_dir, rows, learned, settings, sampled[0].kind)
     note = f"--video {settings.video} ignored: the built-in point mass has no renderer" \
         if settings.video != "none" and not filmed else ""
     return Exploration(rows, files, note)
+
+
+def contact_sheet(path: Path, task: str, strips: Sequence[tuple[str, Sequence[np.ndarray]]]) -> Path:
+    """One row per w (labelled with its success), SHEET_FRAMES frames evenly spaced through its first episode: the
+    behaviours of the subspace side by side, as the paper's Figure 3b shows them."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(1.3 * SHEET_FRAMES + 1.6, 1.3 * len(strips) + 0.4), layout="constrained")
+    axes = figure.subplots(len(strips), SHEET_FRAMES, squeeze=False)
+    for row, (label, frames) in zip(axes, strips):
+        picked = np.linspace(0, len(frames) - 1, SHEET_FRAMES).round().astype(int)
+        for cell, index in zip(row, picked):
+            cell.imshow(frames[index])
+            cell.set_xticks([]), cell.set_yticks([])
+        row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
+    figure.suptitle(f"{task}: the first episode of each w (frames evenly spaced in time)", fontsize="medium")
+    figure.savefig(path, dpi=80)
+    return path
 
 
 def _write_table(out_dir: Path, rows: list[dict], learned: LearnedW, settings: ExploreSettings,
