@@ -127,9 +127,9 @@ def w_figures(run_dir, out_dir, checkpoint: int | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = f"{Path(run_dir).resolve().parent.name}/{Path(run_dir).resolve().name}"
-    figures = {PCA_FILE: pca_figure(names, w, f"learned w, {run}, step {step} (K = {w.shape[1]})")}
+    figures = {PCA_FILE: pca_figure(names, w, f"learned w (K = {w.shape[1]})\n{run}, step {step}")}
     if on_unit_circle(learned.config):
-        figures[CIRCLE_FILE] = circle_figure(names, w, f"learned w on the unit circle, {run}, step {step}")
+        figures[CIRCLE_FILE] = circle_figure(names, w, f"learned w on the unit circle\n{run}, step {step}")
     paths = []
     for name, figure in figures.items():
         figure.savefig(out_dir / name, dpi=110)
