@@ -88,7 +88,8 @@ class Trainer:
         self.method = build_method(config.network, self.task_names, self.env.obs_dim, self.env.action_dim)
         key = jax.random.PRNGKey(config.seed)
         key_init, self.act_key = jax.random.split(jax.random.fold_in(key, self.stream) if self.stream else key)
-        start = shared_parameters_from(config.transfer, self.method) if config.transfer.source and not resume else None
+        start = (shared_parameters_from(config.transfer, self.method, config.network.name)
+                 if config.transfer.source and not resume else None)
         self.state = init_state(self.method, config, key_init, start)
         self.update = make_update(self.method, config)
         self.explore, self.exploit = make_policies(self.method)

@@ -22,16 +22,17 @@ from paco.config import TransferConfig
 from paco.methods import SHARED, TASK, Method
 
 
-def shared_parameters_from(transfer: TransferConfig, method: Method) -> Callable[[dict], dict]:
+def shared_parameters_from(transfer: TransferConfig, method: Method, name: str) -> Callable[[dict], dict]:
     """`start(fresh) -> params` for `sac.init_state`: the method's fresh parameters (no temperatures yet) with every
-    shared leaf replaced by the source run's. Raises ValueError where the method has nothing to learn or the shapes do not match."""
+    shared leaf replaced by the source run's; `name` is the method's, for messages. Raises ValueError where the
+    method has nothing to learn or the shapes do not match."""
     _, source, step = restore_params(Path(transfer.source), transfer.source_step or None)
 
     def start(fresh: dict) -> dict:
         roles = method.roles(fresh)
         if TASK not in jax.tree.leaves(roles):
-            raise ValueError(f"{type(method).__name__} has no task-level parameters, so a transfer run would have "
-                             f"nothing to learn; transfer needs a method with one, such as PaCo's w")
+            raise ValueError(f"method {name!r} has no task-level parameters, so a transfer run would have nothing "
+                             f"to learn; transfer needs a method with one, such as PaCo's w")
         theirs = flax.serialization.from_state_dict(fresh, {k: v for k, v in source.items() if k != "log_alpha"})
 
         def pick(path, role, mine, saved):

@@ -65,5 +65,5 @@ def test_what_cannot_transfer_is_refused_before_anything_runs(source, tmp_path):
     mtsac = tmp_path / "mtsac"
     train(replace(presets.get("pointmass-mtsac"), out=str(mtsac), network={"hidden": (8,)},
                   train={"total_env_steps": 200, "warmup_env_steps": 100, "eval_episodes": 1, **QUIET}), mtsac)
-    with pytest.raises(ValueError, match="no task-level parameters"):
+    with pytest.raises(ValueError, match="method 'mtsac' has no task-level parameters"):
         transfer_config(mtsac, "rot45")

@@ -55,7 +55,8 @@ def transfer_config(source_dir: str | Path, tasks: str, from_scratch: bool = Fal
                      transfer=TransferConfig() if from_scratch else TransferConfig(str(source_dir.resolve()), step))
     if not from_scratch:  # fails here, before anything is written, where the parameters cannot transfer
         method = build_method(config.network, new_tasks, *env_dims(env))
-        shared_parameters_from(config.transfer, method)(jax.eval_shape(method.init, jax.random.PRNGKey(0)))
+        fresh = jax.eval_shape(method.init, jax.random.PRNGKey(0))
+        shared_parameters_from(config.transfer, method, config.network.name)(fresh)
     return dataclasses.replace(config, out=out or str(Path("runs") / preset / f"seed{seed}"))
 
 
