@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
+import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 import jax
@@ -24,13 +27,14 @@ from paco import config as config_lib
 from paco import presets
 from paco.allocator import keep_freed_memory
 from paco.config import Config
-from paco.envs import METAWORLD_ACTION_DIM, METAWORLD_OBS_DIM
+from paco.envs import METAWORLD_ACTION_DIM, METAWORLD_OBS_DIM, task_names
 from paco.methods import build_method
 from paco.methods.compositional import Compositional
 from paco.nets import ComposedMLP, dense
 from paco.sac import Batch, init_state, make_update
 
 WARMUP_ROUNDS = 3
+PROCESS_TIMEOUT_S = 1800  # a one-seed process of the loop figures that says nothing for this long has failed
 # What `--methods` can time: the MT10-rand preset of each row of Table 1 (and beyond), at the shapes given.
 BENCH_PRESETS = {"mtsac": "mt10-rand-mtsac", "mhsac": "mt10-rand-mhsac", "paco": "mt10-rand-paco",
                  "film": "mt10-rand-film", "softmod": "mt10-rand-softmod", "care": "mt10-rand-care",
@@ -94,7 +98,7 @@ def update_matmul_flops(networks: Compositional, batch_per_task: int) -> dict[st
         return sum(2 * n * i * o for i, o, _ in layers)
 
     def input_grads(layers, first_layer_columns=0):
-        (i0, o0, _), rest = layers[0], layers[1:]
+        (_, o0, _), rest = layers[0], layers[1:]
         return 2 * n * first_layer_columns * o0 + sum(2 * n * i * o for i, o, _ in rest)
 
     def compose(layers):
@@ -193,8 +197,6 @@ def bench_config(method: str, options: argparse.Namespace) -> Config:
 
 def bench_method(config: Config, tasks: int):
     """The config's method for the first `tasks` tasks of MT50 (CARE reads their description embeddings)."""
-    from paco.envs import task_names
-
     names = task_names(config_lib.replace(config, env={"suite": "MT50"}).env)[:tasks]
     return build_method(config.network, names, METAWORLD_OBS_DIM, METAWORLD_ACTION_DIM)
 
@@ -205,70 +207,106 @@ def act_seconds(config: Config, tasks: int, repeats: int) -> float:
     from paco.trainer import make_policies
 
     method = bench_method(config, tasks)
-    policy = method.policy(init_state(method, config, jax.random.PRNGKey(0)).params)
+    params = init_state(method, config, jax.random.PRNGKey(0)).params
+    policy = jax.tree.map(lambda leaf: leaf[None], method.policy(params))  # one seed
     explore, _ = make_policies(method)
-    obs = np.random.default_rng(0).normal(size=(tasks, METAWORLD_OBS_DIM)).astype(np.float32)
-    key = jax.random.PRNGKey(0)
+    obs = np.random.default_rng(0).normal(size=(1, tasks, METAWORLD_OBS_DIM)).astype(np.float32)
+    key = jax.random.PRNGKey(0)[None]
     calls = 50
 
     def act_many():
         for _ in range(calls):
-            action = np.asarray(explore(policy, obs, key))
+            action = np.asarray(explore(policy, obs, key)[0])
         return action
 
     return median_seconds(act_many, repeats) / calls
 
 
 # -- envs and the training loop -------------------------------------------------------------------------
-def training_loop(config: Config, vector_steps: int, repeats: int) -> dict[str, float]:
-    """The real Trainer's collect + update (one update per vector step) after warm-up, without and with the
-    env step overlapping the update, and its parts alone: the suite's vector env stepped under random
-    actions, and the trainer's update on a fixed batch (each from the state the one before left).
-
-    The four are timed round-robin in chunks of equal length (`interleaved_seconds`), so that a change in the
-    machine's load falls on the loops and on the parts the bound is computed from alike.
-    """
+def env_seconds(config: Config, vector_steps: int, repeats: int) -> float:
+    """Median seconds of one vector step of the suite's env (one seed's) under random actions."""
     from paco.envs import make_env
+
+    env = make_env(config.env, config.seed + 1)
+    try:
+        env.reset()
+        actions = np.random.default_rng(0).uniform(-1, 1, (vector_steps, env.num_tasks, env.action_dim))
+
+        def steps():
+            for action in actions:
+                env.step(action)
+
+        return median_seconds(steps, repeats) / vector_steps
+    finally:
+        env.close()
+
+
+def loop_seconds(trainer, vector_steps: int) -> tuple[float, dict[str, float]]:
+    """Seconds of `vector_steps` steps of the real loop (collect, then the updates), and the seconds of them spent
+    stepping (or waiting for) the envs and waiting for the updates."""
+    trainer.waited = dict.fromkeys(trainer.waited, 0.0)
+    start = time.perf_counter()
+    for _ in range(vector_steps):
+        trainer.collect()
+        trainer.learn()
+    trainer.finish_update()
+    return time.perf_counter() - start, dict(trainer.waited)
+
+
+def warmed_trainer(config: Config, seeds, root: str):
+    """A Trainer of `seeds` past its warm-up, its update compiled and the heap grown (`WARMUP_ROUNDS` steps)."""
     from paco.trainer import Trainer
 
-    rounds = max(1, min(repeats, vector_steps))
-    chunk = max(1, vector_steps // rounds)
-    env = make_env(config.env, config.seed + 1)
-    actions = np.random.default_rng(0).uniform(-1, 1, (chunk, env.num_tasks, env.action_dim))
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, run_dir)
+    configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
+    trainer = Trainer(configs, [Path(root) / f"seed{seed}" for seed in seeds])
+    while trainer.env_steps < config.train.warmup_env_steps:
+        trainer.collect()
+    loop_seconds(trainer, WARMUP_ROUNDS)
+    return trainer
+
+
+def seeds_together(config: Config, num_seeds: int, vector_steps: int) -> dict[str, float]:
+    """`num_seeds` seeds in one process: the process's env steps/s and the shares of a vector step."""
+    with tempfile.TemporaryDirectory() as root:
+        trainer = warmed_trainer(config, range(num_seeds), root)
         try:
-            tasks = trainer.env.num_tasks
-            env.reset()
-            while trainer.env_steps < config.train.warmup_env_steps:
-                trainer.collect()
-            batch = trainer.replay.sample(config.sac.batch_per_task)
-            state = trainer.state
-
-            def loop(overlap):
-                trainer.overlap = overlap
-                for _ in range(chunk):
-                    trainer.collect()
-                    trainer.learn()
-                trainer.finish_update()
-
-            def env_alone():
-                for action in actions:
-                    env.step(action)
-
-            def update_alone():  # each from the state the one before left, as in the loop
-                nonlocal state
-                for _ in range(chunk):
-                    state = jax.block_until_ready(trainer.update(state, batch))[0]
-
-            seconds = interleaved_seconds({"loop": lambda: loop(False), "loop_overlap": lambda: loop(True),
-                                           "env": env_alone, "update": update_alone}, rounds)
+            seconds, waited = loop_seconds(trainer, vector_steps)
+            env_steps = vector_steps * trainer.num_tasks * num_seeds
         finally:
-            env.close()
             trainer.close()
-    env_steps = chunk * tasks  # per timed call
-    return {"tasks": tasks, "loop": env_steps / seconds["loop"], "loop_overlap": env_steps / seconds["loop_overlap"],
-            "env": env_steps / seconds["env"], "update": seconds["update"] / chunk}
+    shares = {f"share_{part}": spent / seconds for part, spent in waited.items()}
+    return {"env_steps_per_s": env_steps / seconds, **shares, "share_host": 1 - sum(shares.values())}
+
+
+def _one_seed_process(config: Config, seed: int, vector_steps: int, barrier, results) -> None:
+    """A process of `seeds_apart`: one seed's loop, timed from when every process is ready."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # several processes share an accelerator
+    with tempfile.TemporaryDirectory() as root:
+        trainer = warmed_trainer(config, [seed], root)
+        try:
+            barrier.wait()
+            seconds, _ = loop_seconds(trainer, vector_steps)
+            results.put((vector_steps * trainer.num_tasks, seconds))
+        finally:
+            trainer.close()
+
+
+def seeds_apart(config: Config, num_seeds: int, vector_steps: int) -> float:
+    """`num_seeds` processes of one seed each, started together: their env steps over the slowest one's seconds."""
+    context = multiprocessing.get_context("spawn")  # never fork a process whose JAX threads have started
+    barrier, results = context.Barrier(num_seeds), context.Queue()
+    processes = [context.Process(target=_one_seed_process, args=(config, seed, vector_steps, barrier, results))
+                 for seed in range(num_seeds)]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [results.get(timeout=PROCESS_TIMEOUT_S) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=PROCESS_TIMEOUT_S)
+            if process.is_alive():
+                process.kill()
+    return sum(steps for steps, _ in outcomes) / max(seconds for _, seconds in outcomes)
 
 
 # -- the command ----------------------------------------------------------------------------------------
@@ -325,18 +363,24 @@ def run(options: argparse.Namespace) -> dict[str, float]:
 
     loop_config = config_lib.replace(configs["paco"], env={"suite": options.suite},
                                      train={"warmup_env_steps": 1, "progress": False})
-    loop = training_loop(loop_config, options.vector_steps, options.repeats)
-    report("env_steps_per_s", loop["env"], f"env steps/s, {options.suite} stepping alone: {loop['env']:9.1f}")
-    bound = 1 / (1 / loop["env"] + loop["update"] / loop["tasks"])
-    report("loop_update_ms", 1e3 * loop["update"],
-           f"update PaCo, {options.suite} trainer:   {1e3 * loop['update']:9.2f} ms")
-    report("loop_env_steps_per_s", loop["loop"], f"env steps/s, training loop:       {loop['loop']:9.1f}")
-    report("loop_bound_env_steps_per_s", bound,
-           f"  bound 1/(t_env + t_update/{loop['tasks']}):  {bound:9.1f}")
-    report("loop_pct_of_bound", 100 * loop["loop"] / bound,
-           f"  of bound:                       {100 * loop['loop'] / bound:9.1f} %")
-    report("loop_overlap_env_steps_per_s", loop["loop_overlap"],
-           f"env steps/s, loop with overlap:   {loop['loop_overlap']:9.1f}  (envs step while the update runs)")
+    env = env_seconds(loop_config, options.vector_steps, options.repeats)
+    tasks = len(task_names(loop_config.env))
+    report("env_steps_per_s", tasks / env, f"env steps/s, {options.suite} stepping alone: {tasks / env:9.1f}")
+    print(f"training loop, PaCo on {options.suite}, {options.vector_steps} vector steps, env workers "
+          f"{loop_config.train.env_workers}:", flush=True)
+    for s in options.loop_seeds:
+        together = seeds_together(loop_config, s, options.vector_steps)
+        report(f"loop_s{s}_env_steps_per_s", together["env_steps_per_s"],
+               f"  {s} seed{'s' if s > 1 else ' '} in one process:      {together['env_steps_per_s']:9.1f} env steps/s  "
+               f"(env {100 * together['share_env']:.0f}%, update {100 * together['share_update']:.0f}%, "
+               f"rest {100 * together['share_host']:.0f}%)")
+        for part in ("env", "update", "host"):
+            results[f"loop_s{s}_share_{part}"] = together[f"share_{part}"]
+        if s > 1:
+            apart = seeds_apart(loop_config, s, options.vector_steps)
+            report(f"apart_s{s}_env_steps_per_s", apart, f"  {s} processes of one seed:       {apart:9.1f} env steps/s")
+            report(f"loop_s{s}_over_apart", together["env_steps_per_s"] / apart,
+                   f"  one process over {s} processes:   {together['env_steps_per_s'] / apart:9.2f} x")
     return results
 
 
@@ -353,6 +397,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", default="MT10", help="env suite of the env and training-loop figures")
     p.add_argument("--vector-steps", type=int, default=100,
                    help="vector-env steps timed for env stepping and for the training loop")
+    p.add_argument("--loop-seeds", default="1,2,4", metavar="S,...",
+                   help="seeds trained in one process for the loop figures, each beside as many one-seed processes")
     p.add_argument("--matmul-size", type=int, default=0, help="side of the peak matmul (default 2048 CPU, 8192 else)")
     p.add_argument("--methods", default="", metavar="NAME,...",
                    help=f"also time these methods' updates against MT-SAC's: 'all', or from "
@@ -362,11 +408,9 @@ def parser() -> argparse.ArgumentParser:
 
 def check(options: argparse.Namespace) -> None:
     """Raise ValueError naming the first option that cannot work, before anything is built."""
-    from paco.envs import task_names
-
     positive = {"--tasks": options.tasks, "--batch-per-task": options.batch_per_task, "--repeats": options.repeats,
                 "--components": options.components, "--vector-steps": options.vector_steps,
-                "--hidden": min(options.hidden or [1])}
+                "--hidden": min(options.hidden or [1]), "--loop-seeds": min(options.loop_seeds)}
     for name, value in positive.items():
         if value < 1:
             raise ValueError(f"{name} must be positive, got {value}")
@@ -380,6 +424,13 @@ def check(options: argparse.Namespace) -> None:
     task_names(config_lib.replace(presets.get("pointmass-paco"), env={"suite": options.suite}).env)
 
 
+def loop_seeds(text: str) -> list[int]:
+    try:
+        return [int(item) for item in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--loop-seeds takes numbers of seeds separated by commas (1,2,4), got {text!r}") from None
+
+
 def main(args: list[str]) -> None:
     """`paco bench`; a bad option raises ValueError with a one-line message."""
     options = parser().parse_args(args)
@@ -387,6 +438,7 @@ def main(args: list[str]) -> None:
         options.hidden = options.hidden * 3
     names = [m.strip() for m in options.methods.split(",") if m.strip()]
     options.methods = list(BENCH_PRESETS) if names == ["all"] else names
+    options.loop_seeds = loop_seeds(options.loop_seeds)
     check(options)
     results = run(options)
     if options.json:

@@ -15,7 +15,7 @@ from typing import Callable, NamedTuple
 from paco import config as config_lib
 from paco import presets
 from paco.config import Config
-from paco.run_config import differences, holds_run, parse_overrides, preset_config
+from paco.run_config import differences, holds_run, parse_overrides, parse_seeds, preset_config
 
 
 class UsageError(Exception):
@@ -29,8 +29,10 @@ class _Parser(argparse.ArgumentParser):
 
 @dataclasses.dataclass(frozen=True)
 class TrainRequest:
-    config: Config
-    run_dir: Path
+    """Runs to train in one process: one, or the seeds of one config (`--seeds`)."""
+
+    configs: tuple[Config, ...]
+    run_dirs: tuple[Path, ...]
     resume: bool
 
 
@@ -50,7 +52,9 @@ def _resumed_config(run_dir: Path, preset: str | None, rest: list[str]) -> Confi
     default = presets.get(preset) if preset else saved
     name = preset or saved.preset or "custom"
     description = presets.PRESETS[name].description if name in presets.PRESETS else ""
-    config = parse_overrides(default, rest, f"paco train --resume {run_dir}", description)
+    given_seed = any(arg.split("=")[0] == "--seed" for arg in rest)
+    args = rest if given_seed else [*rest, "--seed", str(saved.seed)]  # the seed is the run's, unless given
+    config = parse_overrides(default, args, f"paco train --resume {run_dir}", description)
     different = differences(config, saved)
     if different:
         raise UsageError(f"cannot resume {run_dir}: its config differs from the one given ({'; '.join(different)})")
@@ -58,44 +62,66 @@ def _resumed_config(run_dir: Path, preset: str | None, rest: list[str]) -> Confi
     return config_lib.replace(saved, out=str(run_dir), train=watched)
 
 
+def _seed_configs(config: Config, seeds: tuple[int, ...]) -> list[Config]:
+    """One config per seed; with several, `out` (default runs/<preset>) is the parent of their seed<s> dirs."""
+    if len(seeds) == 1 and not config.out:
+        return [dataclasses.replace(config, seed=seeds[0])]
+    parent = Path(config.out) if config.out else Path("runs") / (config.preset or "custom")
+    return [dataclasses.replace(config, seed=s, out=str(parent / f"seed{s}")) for s in seeds]
+
+
 def parse_train_args(args: list[str]) -> TrainRequest:
-    """Config and run directory of `paco train`; everything is checked before anything is written."""
+    """Configs and run directories of `paco train`; everything is checked before anything is written."""
     from paco import checkpoint
 
     pre = _Parser(add_help=False, allow_abbrev=False)
     pre.add_argument("--preset")
-    pre.add_argument("--resume", type=Path)
+    pre.add_argument("--resume", type=Path, nargs="*")
+    pre.add_argument("--seeds")
     pre.add_argument("--overwrite", action="store_true")
     known, rest = pre.parse_known_args(args)
     if known.preset is not None and known.preset not in presets.PRESETS:
         raise UsageError(f"unknown preset {known.preset!r}; `paco presets` lists them")
-    if known.resume is not None:
-        config = _resumed_config(known.resume, known.preset, rest)
-        config_lib.validate(config)
-        try:
-            checkpoint.newest_step(known.resume)
-        except checkpoint.CheckpointError as error:
-            raise UsageError(f"cannot resume: {error}") from None
-        return TrainRequest(config, run_directory(config), True)
-    config = preset_config(known.preset or "cpu-quick", rest)
-    return _fresh_request(config, known.overwrite)
+    seeds = parse_seeds(known.seeds) if known.seeds is not None else None
+    if seeds is not None and any(arg.split("=")[0] == "--seed" for arg in rest):
+        raise UsageError("give --seed or --seeds, not both")
+    resume = known.resume
+    if resume == []:  # the run directories that --preset, --seed(s) and --out name
+        resume = [run_directory(c) for c in _fresh_configs(known.preset, rest, seeds)]
+    if resume is not None:
+        configs = [_resumed_config(run_dir, known.preset, rest) for run_dir in resume]
+        for config, run_dir in zip(configs, resume):
+            config_lib.validate(config)
+            try:
+                checkpoint.newest_step(run_dir)
+            except checkpoint.CheckpointError as error:
+                raise UsageError(f"cannot resume: {error}") from None
+        return TrainRequest(tuple(configs), tuple(run_directory(c) for c in configs), True)
+    return _fresh_request(_fresh_configs(known.preset, rest, seeds), known.overwrite)
 
 
-def _fresh_request(config: Config, overwrite: bool) -> TrainRequest:
-    run_dir = run_directory(config)
-    if holds_run(run_dir) and not overwrite:
-        raise UsageError(f"{run_dir} holds another run; continue it with --resume {run_dir} or replace it with "
-                         f"--overwrite")
-    return TrainRequest(config, run_dir, False)
+def _fresh_configs(preset: str | None, rest: list[str], seeds: tuple[int, ...] | None) -> list[Config]:
+    config = preset_config(preset or "cpu-quick", rest)
+    return [config] if seeds is None else _seed_configs(config, seeds)
+
+
+def _fresh_request(configs: list[Config], overwrite: bool) -> TrainRequest:
+    run_dirs = [run_directory(c) for c in configs]
+    taken = [str(d) for d in run_dirs if holds_run(d)]
+    if taken and not overwrite:
+        raise UsageError(f"{', '.join(taken)} {'holds another run' if len(taken) == 1 else 'hold other runs'}; "
+                         f"continue with --resume {' '.join(taken)} or replace with --overwrite")
+    return TrainRequest(tuple(configs), tuple(run_dirs), False)
 
 
 def _train(request: TrainRequest) -> int:
     from paco.checkpoint import CheckpointError
-    from paco.trainer import RelaunchLimit, train
+    from paco.trainer import RelaunchLimit, train_seeds
 
-    print(f"{'resuming' if request.resume else 'run directory:'} {request.run_dir}")
+    for run_dir in request.run_dirs:
+        print(f"{'resuming' if request.resume else 'run directory:'} {run_dir}")
     try:
-        train(request.config, request.run_dir, request.resume)
+        train_seeds(request.configs, request.run_dirs, request.resume)
     except CheckpointError as error:
         raise UsageError(f"cannot resume: {error}") from None
     except RelaunchLimit as error:
@@ -113,7 +139,7 @@ def transfer_command(args: list[str]) -> int:
 
     config, overwrite = parse(args)
     config_lib.validate(config)
-    return _train(_fresh_request(config, overwrite))
+    return _train(_fresh_request([config], overwrite))
 
 
 def presets_command(args: list[str]) -> None:
@@ -162,10 +188,10 @@ class Command(NamedTuple):
 
 
 COMMANDS: dict[str, Command] = {
-    "train": Command(train_command, "train --preset NAME [--seed S] [--out DIR] [--total-steps N] [--overwrite] "
-                     "[--track wandb] [--SECTION.FIELD VALUE ...] | train --resume RUN_DIR",
-                     "train a preset (`paco train --preset NAME --help` lists every field), or continue a run from "
-                     "its newest good checkpoint"),
+    "train": Command(train_command, "train --preset NAME [--seed S | --seeds 0-9] [--out DIR] [--total-steps N] "
+                     "[--overwrite] [--track wandb] [--SECTION.FIELD VALUE ...] | train --resume RUN_DIR...",
+                     "train a preset (`paco train --preset NAME --help` lists every field), several seeds in one "
+                     "process with --seeds; or continue runs from their newest good checkpoint"),
     "presets": Command(presets_command, "presets", "list the presets, with the table or figure each reproduces"),
     "sweep": Command(_delegate("paco.sweeps.sweep"), "sweep --presets A,B --seeds 0-9 --out DIR [--address ADDRESS] "
                      "[--cpus-per-run N] [--gpus-per-run G] [--max-retries R] [--SECTION.FIELD VALUE ...]",

@@ -21,6 +21,9 @@ from paco.config import Config
 
 IGNORED_DIFFERENCES = ("out", "train.progress", "train.track", "train.wandb_project")
 """Fields that may differ between two configs of the same run: where it is written, and how it is watched."""
+SEED_LEVEL_SETTINGS = ("seed", *IGNORED_DIFFERENCES)
+"""What may differ between the seeds of one experiment (and between seeds trained in one process)."""
+_SEEDS = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
 def _one_line(box: str) -> str:
@@ -66,11 +69,30 @@ def _flat(config: Config) -> dict:
     return flat
 
 
-def differences(a: Config, b: Config) -> list[str]:
-    """Settings that differ between two configs, as 'section.field: a != b' (IGNORED_DIFFERENCES aside)."""
+def differences(a: Config, b: Config, ignored: Sequence[str] = IGNORED_DIFFERENCES) -> list[str]:
+    """Settings that differ between two configs, as 'section.field: a != b' (`ignored` aside)."""
     fa, fb = _flat(a), _flat(b)
     return [f"{k}: {fa.get(k, '-')!r} != {fb.get(k, '-')!r}" for k in dict.fromkeys([*fa, *fb])
-            if fa.get(k) != fb.get(k) and k not in IGNORED_DIFFERENCES]
+            if fa.get(k) != fb.get(k) and k not in ignored]
+
+
+def seed_differences(a: Config, b: Config) -> list[str]:
+    """Settings that keep two configs from being seeds of one experiment."""
+    return differences(a, b, SEED_LEVEL_SETTINGS)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0-9', '0,3,5', '4' (or a mix: '0-2,7') as the seeds in that order."""
+    seeds: list[int] = []
+    for item in text.split(","):
+        match = _SEEDS.match(item.strip())
+        if not match or (match[2] is not None and int(match[2]) < int(match[1])):
+            raise ValueError(f"bad --seeds {text!r}: give a seed (4), a range (0-9) or a list of them (0,3,5)")
+        seeds.extend(range(int(match[1]), int(match[2] or match[1]) + 1))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"bad --seeds {text!r}: seed {repeated[0]} appears twice")
+    return tuple(seeds)
 
 
 def holds_run(run_dir: Path) -> bool:

@@ -174,12 +174,11 @@ def per_task_gradient(task_losses: Callable) -> Callable:
     return gradient
 
 
-def make_update(method: Method, config: Config) -> Callable:
-    """One jitted step: losses of all tasks, maskout, one Adam step on everything, Polyak, w-reset.
+def make_update_step(method: Method, config: Config) -> Callable:
+    """One update as a pure function: losses of all tasks, maskout, one Adam step on everything, Polyak, w-reset.
 
-    Returns `update(state, batch) -> (state, policy, metrics)`; `policy` is the method's policy prepared from
-    the new parameters (PaCo: the actor composed for every task), which is all acting needs until the next
-    update. With gradient surgery (`optim.surgery`) the optimiser receives one gradient per task.
+    Returns `step(state, batch) -> (state, metrics)`. With gradient surgery (`optim.surgery`) the optimiser
+    receives one gradient per task.
     """
     sac, stab = config.sac, config.stability
     optimizer = make_optimizer(config, method)
@@ -187,8 +186,7 @@ def make_update(method: Method, config: Config) -> Callable:
     per_task_gradients = config.optim.surgery != "none"
     gradients = (per_task_gradient if per_task_gradients else summed_gradient)(make_task_losses(method, config))
 
-    @jax.jit
-    def update(state: TrainState, batch: Batch):
+    def step(state: TrainState, batch: Batch):
         key, k_loss, k_reset = jax.random.split(state.key, 3)
         grads, (losses, per_task, healthy) = gradients(state.params, state.target_critic, batch, k_loss)
         # A non-finite gradient never reaches the parameters: the step is skipped and reported. The global
@@ -213,6 +211,36 @@ def make_update(method: Method, config: Config) -> Callable:
         metrics = {"loss/critic": losses.critic, "loss/actor": losses.actor, "loss/alpha": losses.alpha,
                    "loss/task": per_task, "alpha": jnp.exp(params["log_alpha"]), "entropy": losses.entropy,
                    "q": losses.q, "healthy": healthy, "finite_grad": finite, "grad_norm": grad_norm}
-        return new_state, method.policy(params), metrics
+        return new_state, metrics
+
+    return step
+
+
+def make_update(method: Method, config: Config) -> Callable:
+    """One jitted update of one run: `update(state, batch) -> (state, policy, metrics)`; `policy` is the method's
+    policy prepared from the new parameters (PaCo: the actor composed for every task), all acting needs."""
+    step = make_update_step(method, config)
+
+    @jax.jit
+    def update(state: TrainState, batch: Batch):
+        state, metrics = step(state, batch)
+        return state, method.policy(state.params), metrics
 
     return update
+
+
+def make_update_block(method: Method, config: Config) -> Callable:
+    """n updates of S runs (seeds) as one jitted call: a scan over the updates of an update vmapped over seeds.
+
+    `block(state, batches) -> (state, policy, metrics)`: every leaf of `state` has a leading seed axis, `batches`
+    is a Batch of (n, S, T, B, ...) arrays, each metric comes back as (n, S, ...) and `policy` (S, ...) is
+    prepared once, from the parameters after the n-th update. One Python dispatch per block, whatever n and S.
+    """
+    step = jax.vmap(make_update_step(method, config))
+
+    @jax.jit
+    def block(state: TrainState, batches: Batch):
+        state, metrics = jax.lax.scan(step, state, batches)
+        return state, jax.vmap(method.policy)(state.params), metrics
+
+    return block

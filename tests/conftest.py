@@ -1,5 +1,6 @@
 """Helpers several test files share, as fixtures."""
 
+import os
 import shutil
 
 import pytest
@@ -22,3 +23,11 @@ def resumes_identically():
             assert (killed / name).read_bytes() == (run_dir / name).read_bytes(), name
 
     return check
+
+
+@pytest.fixture(scope="module")
+def subprocess_env(tmp_path_factory):
+    """CPU, and a compilation cache shared by the module's processes: a resumed process then starts in about a
+    second instead of compiling the update again (the cached executable computes the same numbers)."""
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache"))}

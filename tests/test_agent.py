@@ -21,7 +21,7 @@ from paco.config.methods import (CAREConfig, FiLMConfig, MOOREConfig, MultiHeadC
 from paco.envs import make_env
 from paco.envs.metaworld import make_scoring_vector_env
 from paco.evaluation import SCORE_SEED_OFFSET, evaluate
-from paco.trainer import Trainer
+from paco.trainer import Trainer, unstack
 
 
 def quiet(config, total, warmup, updates=1):
@@ -34,8 +34,7 @@ def quiet(config, total, warmup, updates=1):
 def trained(config, run_dir):
     trainer = Trainer(config, run_dir)
     trainer.run()
-    trainer.env.close()
-    trainer.eval_env.close()
+    trainer.close()
     return trainer
 
 
@@ -69,8 +68,8 @@ def check_matches_trainer(trainer, agent, steps=15):
     env = make_env(trainer.config.env, seed=7)
     obs = observations(env, steps)
     env.close()
-    reference = np.stack([np.asarray(trainer.exploit(trainer.policy, o)) for o in obs])  # (steps, T, A)
-    t = trainer.env.num_tasks
+    reference = np.stack([np.asarray(trainer.exploit(unstack(trainer.policy, 0), o)) for o in obs])  # (steps, T, A)
+    t = trainer.num_tasks
     # One mixed batch: every (observation, task) pair in shuffled order.
     order = np.random.default_rng(1).permutation(steps * t)
     flat_obs, flat_ids = obs.reshape(steps * t, -1)[order], np.tile(np.arange(t), steps)[order]
@@ -78,7 +77,7 @@ def check_matches_trainer(trainer, agent, steps=15):
     np.testing.assert_allclose(agent.act(flat_obs, flat_ids), expected, atol=1e-5)
     actions = agent.eval_action(np.concatenate([flat_obs, np.eye(t)[flat_ids]], axis=1))
     np.testing.assert_allclose(actions, expected, atol=1e-5)
-    assert actions.shape == (steps * t, trainer.env.action_dim) and np.abs(actions).max() <= 1.0
+    assert actions.shape == (steps * t, trainer.method.action_dim) and np.abs(actions).max() <= 1.0
     sampled = agent.act(flat_obs, flat_ids, jax.random.PRNGKey(0))
     assert np.abs(sampled).max() <= 1.0 and not np.allclose(sampled, expected)
 

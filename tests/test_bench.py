@@ -15,8 +15,10 @@ KEYS = {
     "update_mtsac_ms", "update_mtsac_gflop", "update_mtsac_gflops", "update_mtsac_pct_peak",
     "update_paco_ms", "update_paco_gflop", "update_paco_gflops", "update_paco_pct_peak",
     "paco_over_mtsac", "update_paco_output_mixing_ms", "composed_speedup_over_output_mixing",
-    "act_ms", "env_steps_per_s", "loop_update_ms", "loop_env_steps_per_s", "loop_bound_env_steps_per_s",
-    "loop_pct_of_bound", "loop_overlap_env_steps_per_s",
+    "act_ms", "env_steps_per_s",
+    *(f"loop_s{s}_{figure}" for s in (1, 2) for figure in ("env_steps_per_s", "share_env", "share_update",
+                                                           "share_host")),
+    "apart_s2_env_steps_per_s", "loop_s2_over_apart",
 }
 
 
@@ -24,14 +26,17 @@ def test_bench_reports_every_figure(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = ["bench", "--tasks", "2", "--batch-per-task", "8", "--hidden", "32", "--components", "2",
             "--repeats", "2", "--suite", "pointmass", "--vector-steps", "5", "--matmul-size", "64",
-            "--methods", "film,pcgrad", "--json", str(out)]
+            "--methods", "film,pcgrad", "--loop-seeds", "1,2", "--json", str(out)]
     assert main(args) == 0
     figures = json.loads(out.read_text())
     others = {"update_film_ms", "film_over_mtsac", "update_pcgrad_ms", "pcgrad_over_mtsac"}
     assert set(figures) == KEYS | others
     for key, value in figures.items():
         assert math.isfinite(value) and value > 0, (key, value)
-    assert "training loop" in capsys.readouterr().out
+    shares = [figures[f"loop_s2_share_{part}"] for part in ("env", "update", "host")]
+    assert sum(shares) == pytest.approx(1.0)
+    out = capsys.readouterr().out
+    assert "training loop" in out and "2 processes of one seed" in out
 
 
 def test_mtsac_matmul_count_by_hand():

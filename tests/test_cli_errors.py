@@ -36,8 +36,7 @@ def finished_run(tmp_path_factory):
                             "checkpoint_every_env_steps": 200, "replay_capacity_per_task": 400, "progress": False})
     trainer = Trainer(config, run_dir)
     trainer.run()
-    trainer.env.close()
-    trainer.eval_env.close()
+    trainer.close()
     return run_dir
 
 

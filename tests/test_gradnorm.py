@@ -95,7 +95,7 @@ def test_a_killed_gradnorm_run_resumes_with_identical_metrics(gradnorm_run, resu
     config, out = gradnorm_run
     assert checkpoint_steps(out) == [1600, 3200]
     trainer = Trainer(config, out, resume=True)  # the final state: GradNorm's weights moved off 1
-    states = [s for s in jax.tree.leaves(trainer.state.opt_state, is_leaf=lambda s: isinstance(s, GradNormState))
+    states = [s for s in jax.tree.leaves(trainer.seed_state(0).opt_state, is_leaf=lambda s: isinstance(s, GradNormState))
               if isinstance(s, GradNormState)]
     trainer.close()
     assert len(states) == 4  # actor, critic, temperatures, frozen w

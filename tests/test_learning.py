@@ -21,7 +21,7 @@ def run(tmp_path, preset, seed=0, **sections):
     sections["train"] = {**sections.get("train", {}), "progress": False}
     config = replace(presets.get(preset), seed=seed, **sections)
     out = tmp_path / f"{preset}-{seed}"
-    result = Trainer(config, out).run()
+    [result] = Trainer(config, out).run()
     return result, out
 
 

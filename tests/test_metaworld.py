@@ -96,7 +96,7 @@ def test_a_few_hundred_training_steps_on_mt10(tmp_path):
     trainer = Trainer(config, tmp_path)
     result = trainer.run()
     # One update per vector step from the step that completes the 2000 warm-up transitions on.
-    assert int(trainer.state.updates) == (4000 - 2000) // 10 + 1
+    assert int(trainer.seed_state(0).updates) == (4000 - 2000) // 10 + 1
     lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     evals = [line for line in lines if "eval/success_rate" in line]
     assert len(evals) == 1 and evals[0]["env_steps"] == 4000

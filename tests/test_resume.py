@@ -41,21 +41,12 @@ def train_in_process(config, run_dir, resume=False):
     try:
         trainer.run()
     finally:
-        trainer.env.close()
-        trainer.eval_env.close()
+        trainer.close()
     return trainer
 
 
 def paco_train(*args):
     return [sys.executable, "-m", "paco.cli", "train", *map(str, args)]
-
-
-@pytest.fixture(scope="module")
-def subprocess_env(tmp_path_factory):
-    """CPU, and a compilation cache shared by the module's processes: a resumed process then starts in about a
-    second instead of compiling the update again (the cached executable computes the same numbers)."""
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache"))}
 
 
 def read(path):
@@ -160,7 +151,7 @@ def test_interrupted_checkpoint_write_leaves_the_previous_one_in_use(tmp_path, m
     renames = []
 
     def crash_on_third_checkpoint(src, dst):
-        if Path(src).name.startswith(".tmp-"):
+        if Path(src).name.startswith(".tmp-step_"):  # a checkpoint (replay chunks are renamed before it)
             renames.append(dst)
             if len(renames) == 3:
                 raise KeyboardInterrupt("killed between writing a checkpoint and renaming it into place")
@@ -192,9 +183,8 @@ def test_overlapped_run_acts_one_update_behind_and_resumes_exactly(tmp_path, mon
     trainer.learn()
     assert trainer.acting_policy is before and trainer.policy is not before
     trainer.learn()
-    assert trainer.update_in_flight is not None and len(trainer.update_metrics) == 1
-    trainer.env.close()
-    trainer.eval_env.close()
+    assert trainer.update_in_flight is not None and len(trainer.seeds[0].update_metrics) == 1
+    trainer.close()
 
     train_in_process(config, tmp_path / "whole")
     serial = train_in_process(replace(config, train={"overlap_env_and_update": "off"}), tmp_path / "serial")
@@ -224,7 +214,7 @@ def test_restore_params_reads_params_only_and_reports_problems(tmp_path):
     loaded_config, params, step = restore_params(tmp_path)
     assert step == 800 and loaded_config == config
     assert set(params) == {"actor", "critic", "w", "log_alpha"}
-    np.testing.assert_array_equal(params["w"], np.asarray(trainer.state.params["w"]))
+    np.testing.assert_array_equal(params["w"], np.asarray(trainer.seed_state(0).params["w"]))
     assert restore_params(tmp_path, 400)[2] == 400
     for name in os.listdir(tmp_path / "checkpoints" / checkpoint.step_name(800) / "replay"):
         os.remove(tmp_path / "checkpoints" / checkpoint.step_name(800) / "replay" / name)

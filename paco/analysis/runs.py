@@ -23,14 +23,13 @@ from typing import Any
 
 from paco.checkpoint import checkpoint_steps
 from paco.plots import success_curves
-from paco.run_config import IGNORED_DIFFERENCES
+from paco.run_config import SEED_LEVEL_SETTINGS
 
 RUN_MARKERS = ("config.json", "metrics.jsonl")
 FINISHED, UNFINISHED, HALF_WRITTEN, NO_EVALUATION = "finished", "unfinished", "half-written", "no evaluation yet"
 SCORED_FILE = re.compile(r"^eval-([a-z]+)-(\d+)\.json$")
 SCORED_KEYS = ("protocol", "step", "episodes", "success")
 REQUIRED_SETTINGS = ("train.total_env_steps", "train.eval_episodes", "env.max_episode_steps", "seed")
-SEED_LEVEL_SETTINGS = ("seed", *IGNORED_DIFFERENCES)  # what may differ between the seeds of one experiment
 GLOB_CHARACTERS = frozenset("*?[")
 DEFAULT_OUT = Path("reports")  # where `paco report` and `paco plot` write, by default
 EXAMPLE_FIELDS = ("preset", "env.suite", "network.method", "network.num_components", "stability.mode", "seed")

@@ -93,7 +93,7 @@ class TrainConfig:
     warmup_env_steps: int = 15_000
     """Random-action steps (all tasks together) collected before updates start."""
     updates_per_vector_step: int = 1
-    """Gradient updates per step of the vector env (one env per task)."""
+    """Gradient updates per step of the vector env (one env per task); they run as one jitted call (a scan)."""
     replay_capacity_per_task: int = 1_000_000
     eval_every_env_steps: int = 500_000
     eval_episodes: int = 10
@@ -103,10 +103,16 @@ class TrainConfig:
     """Env steps between checkpoints (0: only at the end). Meta-World suites checkpoint at the first step,
     at or after each multiple, where every task has just started a new episode (see envs/metaworld.py)."""
     keep_checkpoints: int = 2
-    """Newest checkpoints kept; each holds the whole replay buffer."""
+    """Newest checkpoints kept. Each writes only the replay data added since the one before it, and they share
+    the rest (the replay files a kept checkpoint needs stay on disk)."""
     overlap_env_and_update: Literal["auto", "on", "off"] = "auto"
-    """Step the envs while an update computes, acting with the policy from one update before it. "auto":
-    on an accelerator, where the update leaves the CPU free; not on a CPU, where they share its cores."""
+    """Step the envs while an update computes, acting with the policy from one update before it. "auto": on an
+    accelerator, or where envs step in worker processes; not where the envs and the update share this process's
+    CPU cores."""
+    env_workers: str = "auto"
+    """Processes that step the envs of the seeds trained together (`paco train --seeds`), each a group of seeds:
+    "auto" picks in-process stepping where workers do not pay (the point mass, one seed, 2 cores or fewer) and
+    otherwise one per seed, at most one per core but one; "0" steps them in this process; N: N workers."""
     progress: bool = True
     track: Annotated[Literal["none", "wandb"], tyro.conf.arg(aliases=("--track",))] = "none"
     """Experiment tracking beside TensorBoard: 'wandb' logs the same metrics to Weights & Biases (pip install -e
@@ -235,6 +241,9 @@ def validate(config: Config) -> None:
     _check_method_sizes(net)
     if not 0 <= sac.gamma <= 1 or sac.tau > 1:
         raise ValueError(f"sac.gamma and sac.tau must lie in [0, 1], got {sac.gamma} and {sac.tau}")
+    if train.env_workers != "auto" and not train.env_workers.isdigit():
+        raise ValueError(f"train.env_workers must be 'auto' or a number of processes (0: none), got "
+                         f"{train.env_workers!r}")
     if not 0 <= config.env.explode_probability <= 1:
         raise ValueError(f"env.explode_probability must lie in [0, 1], got {config.env.explode_probability}")
     for name in ("env", "network", "stability", "optim", "transfer"):

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Literal, TextIO
 
 from paco import checkpoint
 from paco.config import Config, replace
-from paco.run_config import differences, holds_run, preset_config
+from paco.run_config import differences, holds_run, parse_seeds, preset_config
 from paco.runlock import live_owner
 from paco.trainer import train
 
@@ -32,7 +31,6 @@ REFRESH_S = 5.0
 LOG_EVERY_S = 60.0
 TAIL_BYTES = 1 << 16  # enough for the last few lines of metrics.jsonl, evaluation lines of MT50 included
 JAX_SHARE_OF_A_GPU = 0.75  # JAX's default XLA_PYTHON_CLIENT_MEM_FRACTION for a process alone on a GPU
-_SEEDS = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -74,20 +72,6 @@ class RunProgress:
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise ValueError(message)
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """'0-9', '0,3,5', '4' (or a mix: '0-2,7') as the seeds in that order."""
-    seeds: list[int] = []
-    for item in text.split(","):
-        match = _SEEDS.match(item.strip())
-        if not match or (match[2] is not None and int(match[2]) < int(match[1])):
-            raise ValueError(f"bad --seeds {text!r}: give a seed (4), a range (0-9) or a list of them (0,3,5)")
-        seeds.extend(range(int(match[1]), int(match[2] or match[1]) + 1))
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise ValueError(f"bad --seeds {text!r}: seed {repeated[0]} appears twice")
-    return tuple(seeds)
 
 
 def parse_sweep_args(argv: list[str]) -> SweepSettings:
