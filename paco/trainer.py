@@ -374,7 +374,8 @@ class Trainer:
                  "relaunch": run.stream + 1, "from_step": newest[-1] if newest else 0}
         if run.stream >= stab.max_relaunches:
             run.logger.event({**event, "event": "relaunch_limit"})
-            raise RelaunchLimit(f"{run.run_dir}: the critic loss exploded ({loss:.3g} at env step {env_steps}) after "
+            where = f"{run.run_dir}: " if self.num_seeds > 1 else ""
+            raise RelaunchLimit(f"{where}the critic loss exploded ({loss:.3g} at env step {env_steps}) after "
                                 f"{run.stream} relaunches, the limit set by stability.max_relaunches")
         run.logger.event(event)
         return {**event, "run_dir": str(run.run_dir)}

@@ -85,7 +85,7 @@ def test_bad_settings(args, message, tmp_path, capsys):
 
 def test_output_directory_holding_another_run(finished_run, capsys):
     fails_cleanly([*TINY, "--out", finished_run], capsys, finished_run,
-                  f"{finished_run} holds another run; continue it with --resume")
+                  f"{finished_run} holds another run; continue with --resume {finished_run} or replace with --overwrite")
 
 
 def test_resume_without_checkpoint(finished_run, tmp_path, capsys):

@@ -94,7 +94,7 @@ def test_a_few_hundred_training_steps_on_mt10(tmp_path):
                             "log_every_env_steps": 1000, "eval_episodes": 1, "replay_capacity_per_task": 1000,
                             "progress": False})
     trainer = Trainer(config, tmp_path)
-    result = trainer.run()
+    [result] = trainer.run()
     # One update per vector step from the step that completes the 2000 warm-up transitions on.
     assert int(trainer.seed_state(0).updates) == (4000 - 2000) // 10 + 1
     lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
