@@ -29,7 +29,7 @@ from paco import logger as logger_lib
 from paco.allocator import keep_freed_memory
 from paco.config import Config
 from paco.envs import env_dims, make_env, task_names
-from paco.envs.workers import EnvWorkerError, make_seed_envs, resolve_workers
+from paco.envs.workers import EnvWorkerError, cpu_cores, make_seed_envs, resolve_workers
 from paco.evaluation import evaluate, success_table
 from paco.logger import RunLogger, WandbTracker
 from paco.methods import Method, build_method
@@ -213,9 +213,9 @@ class Trainer:
         self.explore, self.exploit = make_policies(self.method)
         self.prepare_policy = jax.jit(jax.vmap(self.method.policy))
         self.policy = self.prepare_policy(self.state.params)
-        self.acting_policy = self.policy  # what `collect` acts with: `policy`, or the one before it (overlap)
+        self.next_action: np.ndarray | None = None  # with overlap: the next step's actions, drawn before an update
         overlap = c.train.overlap_env_and_update
-        self.overlap = overlap == "on" or (overlap == "auto" and (jax.default_backend() != "cpu" or self.workers > 0))
+        self.overlap = overlap == "on" or (overlap == "auto" and (jax.default_backend() != "cpu" or cpu_cores() > 1))
         self.update_in_flight: tuple[dict, int] | None = None  # (metrics, env steps) of an update not waited for
         self.waited = {"env": 0.0, "update": 0.0}  # seconds spent stepping (or waiting for) the envs, the updates
         self.env_steps = 0
@@ -292,9 +292,10 @@ class Trainer:
         if self.env_steps < self.config.train.warmup_env_steps:
             shape = (self.num_tasks, self.method.action_dim)
             action = np.stack([run.action_rng.uniform(-1, 1, shape) for run in self.seeds])
+        elif self.next_action is not None:
+            action, self.next_action = self.next_action, None
         else:
-            action, self.act_keys = self.explore(self.acting_policy, self.obs, self.act_keys)
-            action = np.asarray(action)
+            action = self.act()
         started = time.perf_counter()
         step = self.envs.step(action)
         self.waited["env"] += time.perf_counter() - started
@@ -306,20 +307,23 @@ class Trainer:
 
     def learn(self) -> None:
         """The vector step's updates (`train.updates_per_vector_step`), every seed's, as one call. With overlap
-        it is only started: the envs' next step runs while it computes, acting with the policy from before it,
-        and it is waited for when the next one starts. The batches are drawn before waiting."""
+        it is only started, after the next step's actions are drawn (from the policy before it): the envs step
+        while it computes, and it is waited for when the next one starts. The batches are drawn before waiting."""
         n, per_task = self.config.train.updates_per_vector_step, self.config.sac.batch_per_task
         draws = [run.replay.sample_block(n, per_task) for run in self.seeds]
         batches = Batch(*(np.stack(field, axis=1) for field in zip(*draws)))  # (n, S, T, B, ...)
         self.finish_update()
-        previous = self.policy
+        if self.overlap:  # drawn before the update is queued, so that acting never waits for it
+            self.next_action = self.act()
         self.state, self.policy, metrics = self.update(self.state, batches)
         self.update_in_flight = metrics, self.env_steps
-        if self.overlap:
-            self.acting_policy = previous
-        else:
+        if not self.overlap:
             self.finish_update()
-            self.acting_policy = self.policy
+
+    def act(self) -> np.ndarray:
+        """Every seed's exploration actions for `obs`, from the newest policy whose update has finished."""
+        action, self.act_keys = self.explore(self.policy, self.obs, self.act_keys)
+        return np.asarray(action)
 
     def finish_update(self) -> None:
         """Wait for the updates in flight, if any; record their metrics and report masked tasks and explosions."""
@@ -418,9 +422,10 @@ class Trainer:
 
     def save_checkpoint(self) -> list[Path]:
         """Every seed's checkpoint at this step: all `restore` needs to continue exactly (paco/checkpoint.py)."""
-        # With overlap, the envs act with the newest policy from here on, as a resumed run will.
+        # With overlap, the envs act with the newest policy from here on, as a resumed run will (the actions
+        # drawn ahead are dropped; their draw advanced the saved keys in both runs alike).
         self.finish_update()
-        self.acting_policy = self.policy
+        self.next_action = None
         state, policy, act_keys = jax.device_get((self.state, self.policy, self.act_keys))
         env_states = self.envs.get_state()
         paths = []
@@ -485,7 +490,7 @@ class Trainer:
             except ValueError as error:
                 raise checkpoint.CheckpointError(str(error)) from None
         self.state, self.policy, self.act_keys = stack(states), stack(policies), jnp.stack(act_keys)
-        self.acting_policy = self.policy
+        self.next_action = None
         self.env_steps = self.checkpoint_step = snapshots[0].step
         self.obs = np.stack([s.trainer["obs"] for s in snapshots])
         try:

@@ -106,9 +106,9 @@ class TrainConfig:
     """Newest checkpoints kept. Each writes only the replay data added since the one before it, and they share
     the rest (the replay files a kept checkpoint needs stay on disk)."""
     overlap_env_and_update: Literal["auto", "on", "off"] = "auto"
-    """Step the envs while an update computes, acting with the policy from one update before it. "auto": on an
-    accelerator, or where envs step in worker processes; not where the envs and the update share this process's
-    CPU cores."""
+    """Step the envs while an update computes, acting with the policy from one update before it (whose actions
+    are drawn before the update is queued, so that acting never waits for it). "auto": on, unless this process has
+    a single CPU core and no accelerator."""
     env_workers: str = "auto"
     """Processes that step the envs of the seeds trained together (`paco train --seeds`), each a group of seeds:
     "auto" picks in-process stepping where workers do not pay (the point mass, one seed, 2 cores or fewer) and

@@ -32,6 +32,11 @@ CLOSE_TIMEOUT_S = 5.0
 COMMANDS = ("reset", "step", "checkpointable", "get_state", "set_state")
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
 def resolve_workers(setting: str | int, config: EnvConfig, num_seeds: int, cpus: int | None = None) -> int:
     """Worker processes for `num_seeds` seeds (0: step in this process).
 
@@ -41,7 +46,7 @@ def resolve_workers(setting: str | int, config: EnvConfig, num_seeds: int, cpus:
     worker per seed.
     """
     if setting == "auto":
-        cpus = len(os.sched_getaffinity(0)) if cpus is None else cpus
+        cpus = cpu_cores() if cpus is None else cpus
         if pointmass_tasks(config.suite) is not None or num_seeds <= 1 or cpus <= 2:
             return 0
         return min(num_seeds, cpus - 1)

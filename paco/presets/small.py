@@ -37,7 +37,7 @@ PRESETS: dict[str, Preset] = {
                               replace(POINTMASS_BASELINE, network=MOOREConfig(hidden=(64, 64)))),
     "pointmass-gradnorm": Preset("", "Built-in 4-task point mass, GradNorm on MT-SAC's network",
                                  replace(POINTMASS_BASELINE, optim={"surgery": "gradnorm"})),
-    "cpu-quick": Preset("Quick start", "MT-SAC on four easy Meta-World tasks, about 13 minutes on a 2-core CPU",
+    "cpu-quick": Preset("Quick start", "MT-SAC on four easy Meta-World tasks, about 7 minutes on a 2-core CPU",
                         replace(
                             PAPER,
                             env={"suite": "reach,drawer-close,handle-press,faucet-close"},
