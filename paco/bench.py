@@ -370,17 +370,20 @@ def run(options: argparse.Namespace) -> dict[str, float]:
           f"{loop_config.train.env_workers}:", flush=True)
     for s in options.loop_seeds:
         together = seeds_together(loop_config, s, options.vector_steps)
+        label = f"  {s} seed{'s' if s > 1 else ''} in one process:"
         report(f"loop_s{s}_env_steps_per_s", together["env_steps_per_s"],
-               f"  {s} seed{'s' if s > 1 else ' '} in one process:      {together['env_steps_per_s']:9.1f} env steps/s  "
+               f"{label:<34}{together['env_steps_per_s']:9.1f} env steps/s  "
                f"(env {100 * together['share_env']:.0f}%, update {100 * together['share_update']:.0f}%, "
                f"rest {100 * together['share_host']:.0f}%)")
         for part in ("env", "update", "host"):
             results[f"loop_s{s}_share_{part}"] = together[f"share_{part}"]
         if s > 1:
             apart = seeds_apart(loop_config, s, options.vector_steps)
-            report(f"apart_s{s}_env_steps_per_s", apart, f"  {s} processes of one seed:       {apart:9.1f} env steps/s")
+            label = f"  {s} processes of one seed:"
+            report(f"apart_s{s}_env_steps_per_s", apart, f"{label:<34}{apart:9.1f} env steps/s")
+            label = f"  one process over {s} processes:"
             report(f"loop_s{s}_over_apart", together["env_steps_per_s"] / apart,
-                   f"  one process over {s} processes:   {together['env_steps_per_s'] / apart:9.2f} x")
+                   f"{label:<34}{together['env_steps_per_s'] / apart:9.2f} x")
     return results
 
 

@@ -19,8 +19,9 @@ from paco import config as config_lib
 from paco import presets
 from paco.config import Config
 
-IGNORED_DIFFERENCES = ("out", "train.progress", "train.track", "train.wandb_project")
-"""Fields that may differ between two configs of the same run: where it is written, and how it is watched."""
+IGNORED_DIFFERENCES = ("out", "train.progress", "train.track", "train.wandb_project", "train.env_workers")
+"""Fields that may differ between two configs of the same run: where it is written, how it is watched, and where
+its envs step (which changes no number)."""
 SEED_LEVEL_SETTINGS = ("seed", *IGNORED_DIFFERENCES)
 """What may differ between the seeds of one experiment (and between seeds trained in one process)."""
 _SEEDS = re.compile(r"^(\d+)(?:-(\d+))?$")

@@ -114,11 +114,12 @@ SEEDS = ["--seeds", "0-1"]
 
 
 def test_sigkill_then_resume_gives_every_seed_identical_logs(tmp_path, subprocess_env):
-    """Two seeds in one process (the exploding task makes Reset events), killed three times at random moments."""
+    """Two seeds in one process (the exploding task makes Reset events), killed three times at random moments; the
+    killed run steps its envs in two worker processes, the reference in process."""
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     subprocess.run(paco_train(*TINY_ARGS, *SEEDS, "--out", reference), check=True, capture_output=True,
                    env=subprocess_env, timeout=PROCESS_TIMEOUT)
-    fresh = paco_train(*TINY_ARGS, *SEEDS, "--out", killed, "--overwrite")
+    fresh = paco_train(*TINY_ARGS, *SEEDS, "--train.env-workers", "2", "--out", killed, "--overwrite")
     resume = paco_train("--resume", killed / "seed0", killed / "seed1")
     rng = random.Random(1)
     command, kills = fresh, 0
