@@ -179,9 +179,13 @@ def test_overlapped_run_acts_one_update_behind_and_resumes_exactly(tmp_path, mon
     trainer = Trainer(config, tmp_path / "probe")
     while trainer.env_steps < config.train.warmup_env_steps:
         trainer.collect()
-    before = trainer.policy
+    before, obs, keys = trainer.policy, trainer.obs, trainer.act_keys
     trainer.learn()
-    assert trainer.acting_policy is before and trainer.policy is not before
+    expected, _ = trainer.explore(before, obs, keys)  # the next step's actions: from the policy before the update
+    np.testing.assert_array_equal(trainer.next_action, np.asarray(expected))
+    assert trainer.policy is not before and trainer.update_in_flight is not None
+    trainer.collect()
+    assert trainer.next_action is None
     trainer.learn()
     assert trainer.update_in_flight is not None and len(trainer.seeds[0].update_metrics) == 1
     trainer.close()
