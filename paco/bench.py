@@ -267,6 +267,8 @@ def warmed_trainer(config: Config, seeds, root: str):
 
 def seeds_together(config: Config, num_seeds: int, vector_steps: int) -> dict[str, float]:
     """`num_seeds` seeds in one process: the process's env steps/s and the shares of a vector step."""
+    from paco.trainer import time_shares
+
     with tempfile.TemporaryDirectory() as root:
         trainer = warmed_trainer(config, range(num_seeds), root)
         try:
@@ -274,8 +276,7 @@ def seeds_together(config: Config, num_seeds: int, vector_steps: int) -> dict[st
             env_steps = vector_steps * trainer.num_tasks * num_seeds
         finally:
             trainer.close()
-    shares = {f"share_{part}": spent / seconds for part, spent in waited.items()}
-    return {"env_steps_per_s": env_steps / seconds, **shares, "share_host": 1 - sum(shares.values())}
+    return {"env_steps_per_s": env_steps / seconds, **time_shares(waited, seconds)}
 
 
 def _one_seed_process(config: Config, seed: int, vector_steps: int, barrier, results) -> None:

@@ -52,14 +52,17 @@ def _resumed_config(run_dir: Path, preset: str | None, rest: list[str]) -> Confi
     default = presets.get(preset) if preset else saved
     name = preset or saved.preset or "custom"
     description = presets.PRESETS[name].description if name in presets.PRESETS else ""
-    given_seed = any(arg.split("=")[0] == "--seed" for arg in rest)
-    args = rest if given_seed else [*rest, "--seed", str(saved.seed)]  # the seed is the run's, unless given
+    args = rest if _gives_seed(rest) else [*rest, "--seed", str(saved.seed)]  # the seed is the run's, unless given
     config = parse_overrides(default, args, f"paco train --resume {run_dir}", description)
     different = differences(config, saved)
     if different:
         raise UsageError(f"cannot resume {run_dir}: its config differs from the one given ({'; '.join(different)})")
     watched = {k: getattr(config.train, k) for k in ("progress", "track", "wandb_project")}
     return config_lib.replace(saved, out=str(run_dir), train=watched)
+
+
+def _gives_seed(args: list[str]) -> bool:
+    return any(arg.split("=")[0] == "--seed" for arg in args)
 
 
 def _seed_configs(config: Config, seeds: tuple[int, ...]) -> list[Config]:
@@ -83,7 +86,7 @@ def parse_train_args(args: list[str]) -> TrainRequest:
     if known.preset is not None and known.preset not in presets.PRESETS:
         raise UsageError(f"unknown preset {known.preset!r}; `paco presets` lists them")
     seeds = parse_seeds(known.seeds) if known.seeds is not None else None
-    if seeds is not None and any(arg.split("=")[0] == "--seed" for arg in rest):
+    if seeds is not None and _gives_seed(rest):
         raise UsageError("give --seed or --seeds, not both")
     resume = known.resume
     if resume == []:  # the run directories that --preset, --seed(s) and --out name

@@ -61,6 +61,14 @@ def make_policies(method: Method):
     return jax.jit(jax.vmap(explore_one)), exploit
 
 
+def time_shares(waited: dict[str, float], seconds: float) -> dict[str, float]:
+    """Where `seconds` of the loop went, as fractions: each part of `Trainer.waited` (share_env, share_update)
+    and the rest on the host thread (share_host)."""
+    shares = {f"share_{part}": spent / seconds for part, spent in waited.items()}
+    shares["share_host"] = 1 - sum(shares.values())
+    return shares
+
+
 def stack(trees: Sequence) -> object:
     """One tree whose leaves carry a leading axis over `trees`."""
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
@@ -211,8 +219,7 @@ class Trainer:
         self.act_keys = jnp.stack(act_keys)
         self.update = make_update_block(self.method, c)
         self.explore, self.exploit = make_policies(self.method)
-        self.prepare_policy = jax.jit(jax.vmap(self.method.policy))
-        self.policy = self.prepare_policy(self.state.params)
+        self.policy = jax.jit(jax.vmap(self.method.policy))(self.state.params)
         self.next_action: np.ndarray | None = None  # with overlap: the next step's actions, drawn before an update
         overlap = c.train.overlap_env_and_update
         self.overlap = overlap == "on" or (overlap == "auto" and (jax.default_backend() != "cpu" or cpu_cores() > 1))
@@ -390,8 +397,7 @@ class Trainer:
         updates, and the rest (acting, replay, logging, evaluation, checkpoints) on this process's thread."""
         self.finish_update()
         updates = np.asarray(self.state.updates)
-        shares = {f"share_{part}": waited / seconds for part, waited in self.waited.items()}
-        shares["share_host"] = 1 - sum(shares.values())
+        shares = time_shares(self.waited, seconds)
         self.waited = dict.fromkeys(self.waited, 0.0)
         for s, run in enumerate(self.seeds):
             run.logger.log(run.train_record(self.env_steps, int(updates[s])))

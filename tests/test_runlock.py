@@ -37,11 +37,9 @@ def test_lock_names_its_live_owner_and_is_free_once_released(tmp_path):
         assert live_owner(run_dir) == os.getpid()
 
 
-def test_second_process_refuses_and_a_killed_owner_does_not_block_resume(tmp_path):
+def test_second_process_refuses_and_a_killed_owner_does_not_block_resume(tmp_path, subprocess_env):
     run_dir = tmp_path / "run"
-    # A compilation cache shared by the processes: the resumed one does not compile the update again.
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache")}
+    env = subprocess_env  # a compilation cache shared by the processes: the resumed one does not compile again
     log = tmp_path / "owner.txt"  # a file, not a pipe: a full pipe would block the process
     with open(log, "wb") as out:
         owner = subprocess.Popen(paco_train(*TINY, "--out", run_dir), stdout=out, stderr=out, env=env)
